@@ -1,0 +1,142 @@
+// Package config holds pgwrt's one configuration struct: its defaults, its
+// loading from TOML (Linux) or UCI (OpenWrt), validation with
+// "file:line: option: what is wrong" errors, and the diff used by reload.
+//
+// The same option names are used in both syntaxes, and they follow
+// pgpool-II and PgBouncer where those have a word for the thing.
+package config
+
+import "time"
+
+// Config is the whole of pgwrt's configuration. A *Config is never changed
+// after it has been validated: reload builds a new one and swaps it in.
+type Config struct {
+	// Source is the file the config was read from ("" for defaults).
+	Source string `toml:"-"`
+
+	// Listen is the client listener address, host:port.
+	Listen string `toml:"listen"`
+	// FreeBind binds Listen even when the address is not (yet) configured on
+	// an interface (IP_FREEBIND), so boot order does not matter.
+	FreeBind bool `toml:"freebind"`
+
+	// PoolMode is "session" (the backend stays with the client until it
+	// leaves).
+	PoolMode string `toml:"pool_mode"`
+	// MaxClients is the number of client slots (pgpool's num_init_children).
+	MaxClients int `toml:"max_clients"`
+	// ClientWaitTimeout is how long a client waits for a free slot before it
+	// gets SQLSTATE 53300.
+	ClientWaitTimeout Duration `toml:"client_wait_timeout"`
+	// BufferSize is the size of each of a slot's two forwarding buffers.
+	BufferSize int `toml:"buffer_size"`
+
+	// MaxPool is the number of idle cached backend connections kept per
+	// (user, database) (pgpool's max_pool).
+	MaxPool int `toml:"max_pool"`
+	// MaxBackendConnections caps all backend connections, idle and busy.
+	MaxBackendConnections int `toml:"max_backend_connections"`
+	// ServerIdleTimeout closes cached backend connections idle this long.
+	ServerIdleTimeout Duration `toml:"server_idle_timeout"`
+	// ServerLifetime closes cached backend connections older than this.
+	ServerLifetime Duration `toml:"server_lifetime"`
+	// ServerResetQuery runs when a backend connection goes back to the cache.
+	ServerResetQuery string `toml:"server_reset_query"`
+	// ServerConnectTimeout bounds dialling and logging in to a backend.
+	ServerConnectTimeout Duration `toml:"server_connect_timeout"`
+
+	// FailoverWait is how long a client is held while no primary is known
+	// before it gets SQLSTATE 57P03.
+	FailoverWait Duration `toml:"failover_wait"`
+
+	// Health checks: one monitor per backend.
+	HealthCheckPeriod     Duration `toml:"health_check_period"`
+	HealthCheckTimeout    Duration `toml:"health_check_timeout"`
+	HealthCheckMaxRetries int      `toml:"health_check_max_retries"`
+	HealthCheckUser       string   `toml:"health_check_user"`
+	HealthCheckPassword   string   `toml:"health_check_password"`
+	HealthCheckDatabase   string   `toml:"health_check_database"`
+
+	// TCP settings for backend sockets.
+	TCPKeepaliveIdle     Duration `toml:"tcp_keepalive_idle"`
+	TCPKeepaliveInterval Duration `toml:"tcp_keepalive_interval"`
+	TCPKeepaliveCount    int      `toml:"tcp_keepalive_count"`
+	TCPUserTimeout       Duration `toml:"tcp_user_timeout"`
+
+	// HTTPListen serves /status, /metrics and /healthz; "" disables it.
+	HTTPListen string `toml:"http_listen"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+
+	Backends []Backend `toml:"backend"`
+	HBA      []HBARule `toml:"hba"`
+	Users    []User    `toml:"user"`
+}
+
+// Backend is one PostgreSQL node.
+type Backend struct {
+	// Name is how logs and SHOW POOL_NODES call the node; defaults to host:port.
+	Name string `toml:"name"`
+	Host string `toml:"host"`
+	Port int    `toml:"port"`
+	// Line is where the backend was defined, for messages.
+	Line int `toml:"-"`
+}
+
+// Addr is host:port.
+func (b Backend) Addr() string { return joinHostPort(b.Host, b.Port) }
+
+// HBARule is one client authentication rule; the first rule that matches a
+// client's (database, user, address) decides its method.
+type HBARule struct {
+	Database string `toml:"database"` // "all" or a name
+	User     string `toml:"user"`     // "all" or a name
+	Address  string `toml:"address"`  // "all" or a CIDR
+	Method   string `toml:"method"`   // trust, password, reject
+	Line     int    `toml:"-"`
+}
+
+// User is a stored credential pgwrt uses to log in to backends on behalf of
+// clients it does not ask for a password (method trust).
+type User struct {
+	Name     string `toml:"name"`
+	Password string `toml:"password"`
+	Line     int    `toml:"-"`
+}
+
+// Duration is a time.Duration read from "1s", "250ms", "2m" (or a bare
+// number of seconds).
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration every omitted option falls back to. The
+// values suit a router with 64 MB of RAM.
+func Default() *Config {
+	return &Config{
+		Listen:                "0.0.0.0:5432",
+		PoolMode:              "session",
+		MaxClients:            32,
+		ClientWaitTimeout:     Duration(10 * time.Second),
+		BufferSize:            8192,
+		MaxPool:               4,
+		MaxBackendConnections: 64,
+		ServerIdleTimeout:     Duration(5 * time.Minute),
+		ServerLifetime:        Duration(time.Hour),
+		ServerResetQuery:      "DISCARD ALL",
+		ServerConnectTimeout:  Duration(5 * time.Second),
+		FailoverWait:          Duration(30 * time.Second),
+		HealthCheckPeriod:     Duration(time.Second),
+		HealthCheckTimeout:    Duration(3 * time.Second),
+		HealthCheckMaxRetries: 2,
+		HealthCheckUser:       "postgres",
+		HealthCheckDatabase:   "postgres",
+		TCPKeepaliveIdle:      Duration(10 * time.Second),
+		TCPKeepaliveInterval:  Duration(2 * time.Second),
+		TCPKeepaliveCount:     3,
+		TCPUserTimeout:        Duration(8 * time.Second),
+		HTTPListen:            "",
+		LogLevel:              "info",
+	}
+}
