@@ -1,0 +1,484 @@
+package router
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pgwrt/config"
+	"pgwrt/router/wire"
+)
+
+// clientLoginTimeout bounds everything before a client is handed its backend:
+// startup packet, TLS refusal, password.
+const clientLoginTimeout = 15 * time.Second
+
+// session is one client connection, owned by one goroutine (serveConn) from
+// accept to close; the server copier is its only helper goroutine.
+type session struct {
+	r      *Router
+	conn   net.Conn
+	remote netip.Addr
+	slot   *slot
+	st     *wire.Startup
+	user   string
+	db     string
+
+	pid, secret uint32 // what the client was given as BackendKeyData
+
+	mu sync.Mutex
+	be *backend // current backend, for cancel and for kill
+
+	wmu        sync.Mutex // serialises writes to conn
+	atBoundary bool       // the bytes written to conn end on a message boundary
+	killed     atomic.Bool
+}
+
+// serveConn runs one client connection to its end.
+func (r *Router) serveConn(c net.Conn) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("panic serving client", "remote", c.RemoteAddr().String(), "panic", p)
+		}
+		c.Close()
+	}()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 6})
+		tc.SetNoDelay(true)
+	}
+	c.SetDeadline(time.Now().Add(clientLoginTimeout))
+	st, err := readStartup(c)
+	if err != nil {
+		if errors.Is(err, wire.ErrMalformed) {
+			r.metrics.protocolErrors.Inc()
+			r.log.Info("bad startup packet", "remote", c.RemoteAddr().String(), "error", err)
+			writeFatal(c, errorf(codeProtocol, "pgwrt: invalid startup packet"))
+		}
+		return
+	}
+	if st.Code == wire.CodeCancel {
+		r.cancel(st.PID, st.Secret)
+		return
+	}
+	if st.Params["replication"] != "" && st.Params["replication"] != "false" && st.Params["replication"] != "0" {
+		writeFatal(c, errorf(codeProtocol, "pgwrt: replication connections are not supported"))
+		return
+	}
+	cfg := r.config()
+	sl := r.slots.acquire(cfg.ClientWaitTimeout.D(), r.stopping)
+	if sl == nil {
+		r.metrics.clientsRefused.Inc()
+		r.log.Warn("no free client slot", "remote", c.RemoteAddr().String(), "max_clients", cfg.MaxClients)
+		writeFatal(c, errorf(codeTooManyClients, "pgwrt: sorry, too many clients already (max_clients %d)", cfg.MaxClients))
+		return
+	}
+	defer r.slots.release(sl)
+	s := &session{r: r, conn: c, slot: sl, st: st, user: st.Params["user"], db: st.Params["database"], atBoundary: true}
+	if s.db == "" {
+		s.db = s.user
+		st.Params["database"] = s.db
+		st.Keys = append(st.Keys, "database")
+	}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		s.remote = ap.Addr().Unmap()
+	}
+	r.sessions.add(s)
+	defer r.sessions.remove(s)
+	r.metrics.clientsTotal.Inc()
+	if err := s.serve(cfg); err != nil && !s.killed.Load() {
+		s.writeError(err)
+	}
+}
+
+// readStartup reads the startup packet, refusing TLS and GSS encryption
+// (answer 'N') so that the client goes on in plain text.
+func readStartup(c net.Conn) (*wire.Startup, error) {
+	for i := 0; i < 3; i++ {
+		st, err := wire.ReadStartup(c)
+		if err != nil {
+			return nil, err
+		}
+		if st.Code != wire.CodeSSL && st.Code != wire.CodeGSSENC {
+			return st, nil
+		}
+		if _, err := c.Write([]byte{'N'}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, wire.ErrMalformed
+}
+
+func writeFatal(c net.Conn, err error) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write(wire.AppendError(nil, toWire(err)))
+}
+
+// writeError sends err to the client if the stream is at a message boundary.
+func (s *session) writeError(err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.atBoundary {
+		return
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.conn.Write(wire.AppendError(nil, toWire(err)))
+}
+
+// writeFromServer is the server copier's write to the client.
+func (s *session) writeFromServer(p []byte, boundary bool) error {
+	s.wmu.Lock()
+	_, err := s.conn.Write(p)
+	s.atBoundary = boundary
+	s.wmu.Unlock()
+	if err != nil {
+		return &clientWriteError{err}
+	}
+	return nil
+}
+
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
+
+// kill ends the session from outside (primary moved, shutdown): the client
+// gets err as a FATAL ErrorResponse if its stream is at a boundary, then both
+// sockets close.
+func (s *session) kill(err error) {
+	if s.killed.Swap(true) {
+		return
+	}
+	s.writeError(err)
+	s.conn.Close()
+	s.mu.Lock()
+	if s.be != nil {
+		s.be.conn.Close()
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) setBackend(b *backend) {
+	s.mu.Lock()
+	s.be = b
+	s.mu.Unlock()
+}
+
+// serve authenticates the client, binds it to a backend on the primary and
+// forwards until one side leaves. The returned error goes to the client.
+func (s *session) serve(cfg *config.Config) error {
+	r := s.r
+	method := "reject"
+	for _, rule := range cfg.EffectiveHBA() {
+		if rule.Matches(s.db, s.user, s.remote) {
+			method = rule.Method
+			break
+		}
+	}
+	lp := loginParams{keys: s.st.Keys, params: s.st.Params}
+	allowIdle := true
+	switch method {
+	case "reject":
+		r.log.Info("client rejected by hba", "remote", s.remote.String(), "user", s.user, "database", s.db)
+		return errorf(codeAuthRejected, "pgwrt: no hba rule allows host %q, user %q, database %q", s.remote.String(), s.user, s.db)
+	case "password":
+		pw, err := s.askPassword()
+		if err != nil {
+			return err
+		}
+		lp.password, lp.havePW = pw, true
+		allowIdle = r.verifiedPassword(s.user, pw)
+	case "trust":
+		for _, u := range cfg.Users {
+			if u.Name == s.user {
+				lp.password, lp.havePW = u.Password, true
+			}
+		}
+		if !lp.havePW {
+			lp.relay = s.relayAuth
+		}
+	}
+
+	be, fresh, err := s.acquireBackend(cfg, lp, allowIdle)
+	if err != nil {
+		return err
+	}
+	if method == "password" && fresh {
+		r.rememberPassword(s.user, lp.password)
+	}
+	s.setBackend(be)
+	s.conn.SetDeadline(time.Time{})
+	if err := s.handover(be); err != nil {
+		r.release(be, false)
+		s.setBackend(nil)
+		return err
+	}
+	reusable, status := s.forward(be)
+	s.setBackend(nil)
+	if reusable {
+		reusable = s.resetBackend(be, status)
+	}
+	r.release(be, reusable)
+	return nil
+}
+
+func (s *session) askPassword() (string, error) {
+	if _, err := s.conn.Write(wire.AppendAuthCleartext(nil)); err != nil {
+		return "", err
+	}
+	rd := wire.Reader{R: s.conn, Max: 1024}
+	m, err := rd.Read()
+	if err != nil {
+		if errors.Is(err, wire.ErrMalformed) {
+			return "", errorf(codeProtocol, "pgwrt: invalid password packet")
+		}
+		return "", err
+	}
+	if m.Type != 'p' {
+		return "", errorf(codeProtocol, "pgwrt: expected a password message")
+	}
+	pw, _, ok := wire.CString(m.Body)
+	if !ok || pw == "" {
+		return "", errorf(codeAuthFailed, "pgwrt: empty password for user %q", s.user)
+	}
+	return pw, nil
+}
+
+// relayAuth passes a backend's authentication request to the client and
+// returns its answer (method trust without a stored password).
+func (s *session) relayAuth(typ byte, body []byte) ([]byte, error) {
+	msg, st := wire.Begin(nil, typ)
+	msg = append(msg, body...)
+	if _, err := s.conn.Write(wire.Finish(msg, st)); err != nil {
+		return nil, err
+	}
+	if len(body) >= 4 && body[3] == 12 { // SASLFinal expects no answer
+		return nil, nil
+	}
+	rd := wire.Reader{R: s.conn, Max: 8192}
+	m, err := rd.Read()
+	if err != nil {
+		return nil, err
+	}
+	if m.Type != 'p' {
+		return nil, errorf(codeProtocol, "pgwrt: expected an authentication response")
+	}
+	return append([]byte(nil), m.Body...), nil
+}
+
+// acquireBackend finds the primary (holding the client up to failover_wait
+// while there is none) and gets a connection to it from the pool or by
+// dialling.
+func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle bool) (be *backend, fresh bool, err error) {
+	r := s.r
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.FailoverWait.D())
+	defer cancel()
+	key := makePoolKey(lp.params)
+	held := time.Time{}
+	for {
+		t := r.Topology()
+		prim := t.PrimaryNode()
+		if prim == nil {
+			if held.IsZero() {
+				held = time.Now()
+				r.metrics.held.Inc()
+			}
+			select {
+			case <-t.Changed():
+				continue
+			case <-ctx.Done():
+				return nil, false, errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
+			case <-r.stopping:
+				return nil, false, errorf(codeShutdown, "pgwrt is shutting down")
+			}
+		}
+		be, err = r.checkout(ctx, key, t, allowIdle)
+		if err != nil {
+			return nil, false, err
+		}
+		if be != nil {
+			if err := s.syncParams(be); err != nil {
+				r.release(be, false)
+				continue
+			}
+			if !held.IsZero() {
+				r.log.Info("held client released", "user", s.user, "held", time.Since(held).Round(time.Millisecond).String())
+			}
+			return be, false, nil
+		}
+		be, err = dialBackend(ctx, cfg, r.scram, prim.Name, prim.Addr(), lp)
+		if err != nil {
+			r.pools.cancelReservation()
+			var we *wire.Error
+			var pe *pgwrtError
+			if errors.As(err, &we) && !isStartingUp(we) || errors.As(err, &pe) {
+				return nil, false, err // PostgreSQL said no (password, database…): tell the client
+			}
+			// The primary did not answer: recheck the topology at once and
+			// wait for news, within failover_wait.
+			r.log.Warn("cannot reach the primary", "node", prim.Name, "error", err)
+			r.pokeMonitors()
+			if held.IsZero() {
+				held = time.Now()
+				r.metrics.held.Inc()
+			}
+			tm := time.NewTimer(fastProbe)
+			select {
+			case <-t.Changed():
+			case <-tm.C:
+			case <-ctx.Done():
+				tm.Stop()
+				return nil, false, errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
+			}
+			tm.Stop()
+			continue
+		}
+		be.key = key
+		be.epoch = t.Epoch
+		r.metrics.dialed.Inc()
+		return be, true, nil
+	}
+}
+
+// isStartingUp: 57P03 "the database system is starting up/shutting down",
+// 57P01 admin shutdown: a transient state of a node, worth a retry.
+func isStartingUp(e *wire.Error) bool {
+	return e.Code == "57P03" || e.Code == "57P01" || e.Code == "57P02"
+}
+
+// syncParams sets application_name on a reused backend to the client's.
+func (s *session) syncParams(be *backend) error {
+	want, ok := s.st.Params["application_name"]
+	if !ok {
+		want = ""
+	}
+	if be.params["application_name"] == want {
+		return nil
+	}
+	_, _, err := be.exec("SET application_name = "+quoteLiteral(want), s.r.config().ServerConnectTimeout.D())
+	return err
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// handover finishes the client's login: AuthenticationOk, the backend's
+// parameters, pgwrt's own key, ReadyForQuery.
+func (s *session) handover(be *backend) error {
+	out := wire.AppendAuthOK(make([]byte, 0, 512))
+	keys := make([]string, 0, len(be.params))
+	for k := range be.params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = wire.AppendParameterStatus(out, k, be.params[k])
+	}
+	out = wire.AppendBackendKeyData(out, s.pid, s.secret)
+	out = wire.AppendReadyForQuery(out, 'I')
+	_, err := s.conn.Write(out)
+	return err
+}
+
+// forward runs the two copiers until one side ends. It reports whether the
+// backend ended at a clean boundary and may be reset and reused.
+func (s *session) forward(be *backend) (bool, byte) {
+	sc := &serverCopier{s: s, be: be, status: 'I'}
+	sc.idle.Store(true)
+	cc := &clientCopier{s: s, be: be, sc: sc}
+	var clientDone atomic.Bool
+	sdone := make(chan error, 1)
+	go func() {
+		err := sc.run()
+		if !clientDone.Load() && !s.killed.Load() {
+			// The backend went away first: tell the client (unless the
+			// server said why itself) and wake the client copier.
+			if sc.f.typ != 'E' || !sc.f.atBoundary() {
+				s.writeError(errorf(codeBackendLost, "pgwrt: server connection lost"))
+			}
+			s.r.backendFailed(be, err)
+			s.conn.SetReadDeadline(time.Now())
+		}
+		sdone <- err
+	}()
+	cerr := cc.run()
+	clientDone.Store(true)
+	be.conn.SetReadDeadline(time.Now())
+	serr := <-sdone
+	be.conn.SetReadDeadline(time.Time{})
+	if s.killed.Load() {
+		return false, 0
+	}
+	var bw *backendWriteError
+	if errors.As(cerr, &bw) {
+		s.r.backendFailed(be, cerr)
+		return false, 0
+	}
+	var ne net.Error
+	serverWoken := errors.As(serr, &ne) && ne.Timeout()
+	return serverWoken && sc.idle.Load() && sc.f.atBoundary() && cc.f.atBoundary(), sc.status
+}
+
+// resetBackend makes a backend fit for the next client: ROLLBACK if a
+// transaction is open, then server_reset_query.
+func (s *session) resetBackend(be *backend, status byte) bool {
+	cfg := s.r.config()
+	timeout := cfg.ServerConnectTimeout.D()
+	var err error
+	if status != 'I' {
+		_, status, err = be.exec("ROLLBACK", timeout)
+		if err != nil || status != 'I' {
+			return false
+		}
+	}
+	if q := cfg.ServerResetQuery; q != "" {
+		_, status, err = be.exec(q, timeout)
+		if err != nil || status != 'I' {
+			return false
+		}
+	}
+	return true
+}
+
+// Password verification for reuse of pooled connections: a client may take
+// an idle backend logged in by someone else only if its password is one the
+// backend accepted for that user. Only a salted hash is kept.
+func (r *Router) passwordHash(user, pw string) [32]byte {
+	h := sha256.New()
+	h.Write(r.pepper[:])
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(pw))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+const verifiedTTL = time.Hour
+
+type verified struct {
+	hash [32]byte
+	at   time.Time
+}
+
+func (r *Router) verifiedPassword(user, pw string) bool {
+	h := r.passwordHash(user, pw)
+	r.vmu.Lock()
+	defer r.vmu.Unlock()
+	v, ok := r.verified[user]
+	return ok && v.hash == h && time.Since(v.at) < verifiedTTL
+}
+
+func (r *Router) rememberPassword(user, pw string) {
+	h := r.passwordHash(user, pw)
+	r.vmu.Lock()
+	r.verified[user] = verified{hash: h, at: time.Now()}
+	r.vmu.Unlock()
+}

@@ -1,0 +1,254 @@
+package router
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync/atomic"
+
+	"pgwrt/router/wire"
+)
+
+// framer follows message boundaries in a byte stream without buffering
+// messages: it sees each 5-byte header (even one split across reads) and
+// counts body bytes past. This is all the parsing the hot path does.
+type framer struct {
+	hdr    [5]byte
+	hn     int  // header bytes collected so far
+	remain int  // body bytes still to pass of the current message
+	typ    byte // type of the current message
+	first  bool // the next body byte is the first of the message
+}
+
+// atBoundary reports whether the stream so far ends on a message boundary.
+func (f *framer) atBoundary() bool { return f.hn == 0 && f.remain == 0 }
+
+// serverCopier forwards backend → client. It remembers the transaction
+// status of the last ReadyForQuery and whether the backend is idle (the last
+// message that was not asynchronous was ReadyForQuery).
+type serverCopier struct {
+	s  *session
+	be *backend
+	f  framer
+	// status is the last ReadyForQuery status: 'I', 'T' or 'E'.
+	status byte
+	// idle: ReadyForQuery seen and no client message sent since.
+	idle atomic.Bool
+}
+
+// run copies until an error; it returns the error that stopped it.
+func (c *serverCopier) run() error {
+	buf := c.s.slot.sbuf
+	f := &c.f
+	for {
+		n, err := c.be.conn.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			for i := 0; i < n; {
+				if f.remain == 0 {
+					// collect header bytes
+					for f.hn < 5 && i < n {
+						f.hdr[f.hn] = chunk[i]
+						f.hn++
+						i++
+					}
+					if f.hn < 5 {
+						break
+					}
+					f.typ = f.hdr[0]
+					l := int(binary.BigEndian.Uint32(f.hdr[1:]))
+					if l < 4 {
+						return errMalformedServer
+					}
+					f.remain = l - 4
+					f.first = true
+					if f.remain == 0 {
+						f.hn = 0
+						c.complete(0)
+					}
+					continue
+				}
+				take := f.remain
+				if n-i < take {
+					take = n - i
+				}
+				var b0 byte
+				if f.first {
+					b0 = chunk[i]
+					f.first = false
+				}
+				if f.typ == 'Z' && b0 != 0 {
+					c.status = b0
+				}
+				i += take
+				f.remain -= take
+				if f.remain == 0 {
+					f.hn = 0
+					c.complete(b0)
+				}
+			}
+			if werr := c.s.writeFromServer(chunk, f.atBoundary()); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// complete is called at the end of each message.
+func (c *serverCopier) complete(_ byte) {
+	switch c.f.typ {
+	case 'Z':
+		c.idle.Store(true)
+	case 'A', 'N', 'S': // asynchronous: do not change idleness
+	default:
+		c.idle.Store(false)
+	}
+}
+
+// clientCopier forwards client → backend, and stops at Terminate. It answers
+// SHOW POOL_NODES itself when the backend is idle.
+type clientCopier struct {
+	s  *session
+	be *backend
+	sc *serverCopier
+	f  framer
+}
+
+// errTerminate is how clientCopier.run reports a clean Terminate.
+var errTerminate = errorf(codeProtocol, "terminate")
+
+var errMalformedServer = errorf(codeBackendLost, "pgwrt: server sent a malformed message")
+var errMalformedClient = errorf(codeProtocol, "pgwrt: invalid message length from client")
+
+// maxIntercept is the largest Query pgwrt looks into (SHOW POOL_NODES).
+const maxIntercept = 64
+
+func (c *clientCopier) run() error {
+	buf := c.s.slot.cbuf
+	f := &c.f
+	have := 0 // bytes in buf not yet forwarded
+	for {
+		n, err := c.s.conn.Read(buf[have:])
+		if n > 0 {
+			end := have + n
+			i := have  // scan position
+			start := 0 // first byte not yet forwarded
+			for i < end {
+				if f.remain == 0 {
+					msgStart := i
+					for f.hn < 5 && i < end {
+						f.hdr[f.hn] = buf[i]
+						f.hn++
+						i++
+					}
+					if f.hn < 5 {
+						break
+					}
+					f.typ = f.hdr[0]
+					l := int(binary.BigEndian.Uint32(f.hdr[1:]))
+					if l < 4 {
+						return errMalformedClient
+					}
+					f.remain = l - 4
+					if f.typ == 'X' {
+						if err := c.forward(buf[start:msgStart]); err != nil {
+							return err
+						}
+						return errTerminate
+					}
+					if f.typ == 'Q' && l <= maxIntercept && msgStart >= start && c.sc.idle.Load() {
+						// Need the whole body; it may not be here yet.
+						if end-i < f.remain {
+							if msgStart != i-5 {
+								// header split across reads: forward as-is
+								goto body
+							}
+							if err := c.forward(buf[start:msgStart]); err != nil {
+								return err
+							}
+							copy(buf, buf[msgStart:end])
+							end -= msgStart
+							i -= msgStart
+							start, msgStart = 0, 0
+							for end-i < f.remain {
+								m, err := c.s.conn.Read(buf[end:])
+								if err != nil {
+									return err
+								}
+								end += m
+							}
+						}
+						body := buf[i : i+f.remain]
+						if isShowPoolNodes(body) {
+							if err := c.forward(buf[start:msgStart]); err != nil {
+								return err
+							}
+							i += f.remain
+							f.remain, f.hn = 0, 0
+							start = i
+							if err := c.s.showPoolNodes(c.sc.status); err != nil {
+								return err
+							}
+							continue
+						}
+					}
+				body:
+					if f.remain == 0 {
+						f.hn = 0
+					}
+					continue
+				}
+				take := f.remain
+				if end-i < take {
+					take = end - i
+				}
+				i += take
+				f.remain -= take
+				if f.remain == 0 {
+					f.hn = 0
+				}
+			}
+			if err := c.forward(buf[start:end]); err != nil {
+				return err
+			}
+			have = 0
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *clientCopier) forward(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	c.sc.idle.Store(false)
+	_, err := c.be.conn.Write(p)
+	if err != nil {
+		return &backendWriteError{err}
+	}
+	return nil
+}
+
+// backendWriteError marks a failed write to the backend, so the session can
+// tell it from a client that went away.
+type backendWriteError struct{ err error }
+
+func (e *backendWriteError) Error() string { return "write to server: " + e.err.Error() }
+func (e *backendWriteError) Unwrap() error { return e.err }
+
+// isShowPoolNodes matches a Query body "SHOW POOL_NODES[;]\0".
+func isShowPoolNodes(body []byte) bool {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return false
+	}
+	q := strings.TrimSpace(string(body[:len(body)-1]))
+	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
+	f := strings.Fields(q)
+	return len(f) == 2 && strings.EqualFold(f[0], "show") && strings.EqualFold(f[1], "pool_nodes")
+}
+
+var _ = wire.ErrMalformed

@@ -1,0 +1,340 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"pgwrt/config"
+	"pgwrt/router/wire"
+)
+
+// checkSQL asks a node for its role and the facts the failover contract
+// needs: WAL position, timeline, and which sender a standby streams from.
+const checkSQL = `SELECT pg_is_in_recovery(),
+ CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+ pg_last_wal_receive_lsn(),
+ CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+      ELSE ('x'||substr(pg_walfile_name(pg_current_wal_lsn()),1,8))::bit(32)::int END,
+ (SELECT sender_host FROM pg_stat_wal_receiver),
+ (SELECT sender_port FROM pg_stat_wal_receiver)`
+
+// fastProbe is the check period while no primary is known.
+const fastProbe = 100 * time.Millisecond
+
+// monitor keeps one persistent connection to one node and reports what it
+// learns. Between checks it keeps reading the connection, so a promotion
+// (PostgreSQL 14+ reports in_hot_standby=off as ParameterStatus) or an
+// administrator shutdown (FATAL 57P01) is heard at once.
+type monitor struct {
+	r    *Router
+	id   int
+	name string
+	addr string
+
+	mu   sync.Mutex
+	conn *backend
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newMonitor(r *Router, id int, b config.Backend) *monitor {
+	return &monitor{r: r, id: id, name: b.Name, addr: b.Addr(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// poke asks for an immediate check.
+func (m *monitor) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	m.mu.Lock()
+	if m.conn != nil {
+		m.conn.conn.SetReadDeadline(time.Now())
+	}
+	m.mu.Unlock()
+}
+
+func (m *monitor) close() {
+	close(m.stop)
+	m.poke()
+	<-m.done
+}
+
+func (m *monitor) run() {
+	defer close(m.done)
+	defer func() {
+		m.mu.Lock()
+		if m.conn != nil {
+			m.conn.close()
+			m.conn = nil
+		}
+		m.mu.Unlock()
+	}()
+	failures := 0
+	for {
+		select {
+		case <-m.stop:
+			return
+		default:
+		}
+		cfg := m.r.config()
+		st, definitive, err := m.check(cfg)
+		if err != nil {
+			failures++
+			m.r.reportDown(m.id, err, definitive || failures > cfg.HealthCheckMaxRetries)
+		} else {
+			failures = 0
+			m.r.reportUp(m.id, st)
+		}
+		m.waitNext(cfg)
+	}
+}
+
+// waitNext waits one period, or less when no primary is known, while
+// listening on the check connection for pushed news.
+func (m *monitor) waitNext(cfg *config.Config) {
+	period := cfg.HealthCheckPeriod.D()
+	if m.r.Topology().Primary < 0 && period > fastProbe {
+		period = fastProbe
+	}
+	until := time.Now().Add(period)
+	select {
+	case <-m.wake:
+		return
+	default:
+	}
+	m.mu.Lock()
+	b := m.conn
+	m.mu.Unlock()
+	if b == nil {
+		t := time.NewTimer(period)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-m.wake:
+		case <-m.stop:
+		}
+		return
+	}
+	rd := wire.Reader{R: b.conn, Max: 64 << 10}
+	for time.Now().Before(until) {
+		b.conn.SetReadDeadline(until)
+		msg, err := rd.Read()
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				return // period over, or poked
+			}
+			m.dropConn()
+			return
+		}
+		switch msg.Type {
+		case 'S':
+			k, rest, _ := wire.CString(msg.Body)
+			v, _, _ := wire.CString(rest)
+			if k == "in_hot_standby" {
+				m.r.log.Info("node reports in_hot_standby", "node", m.name, "value", v)
+				return // check now
+			}
+		case 'E':
+			e := wire.ParseError(msg.Body)
+			m.r.log.Info("node closed the health check connection", "node", m.name, "error", e.Message, "sqlstate", e.Code)
+			m.dropConn()
+			return
+		}
+	}
+}
+
+func (m *monitor) dropConn() {
+	m.mu.Lock()
+	if m.conn != nil {
+		m.conn.conn.Close()
+		m.conn = nil
+	}
+	m.mu.Unlock()
+}
+
+// check runs one health check. definitive is true for errors that prove the
+// node is not serving (refused, closed by the server), as opposed to a
+// timeout, which counts against health_check_max_retries.
+func (m *monitor) check(cfg *config.Config) (NodeState, bool, error) {
+	m.mu.Lock()
+	b := m.conn
+	m.mu.Unlock()
+	timeout := cfg.HealthCheckTimeout.D()
+	if b == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		c := *cfg
+		c.ServerConnectTimeout = config.Duration(timeout)
+		lp := loginParams{
+			keys:     []string{"user", "database", "application_name"},
+			params:   map[string]string{"user": cfg.HealthCheckUser, "database": cfg.HealthCheckDatabase, "application_name": "pgwrt-health"},
+			password: cfg.HealthCheckPassword,
+			havePW:   true,
+		}
+		nb, err := dialBackend(ctx, &c, m.r.scram, m.name, m.addr, lp)
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			timedOut := errors.As(err, &ne) && ne.Timeout()
+			return NodeState{}, !timedOut, err
+		}
+		m.mu.Lock()
+		m.conn = nb
+		m.mu.Unlock()
+		b = nb
+	}
+	row, _, err := b.exec(checkSQL, timeout)
+	if err != nil {
+		var we *wire.Error
+		if !errors.As(err, &we) {
+			m.dropConn()
+		}
+		var ne interface{ Timeout() bool }
+		timedOut := errors.As(err, &ne) && ne.Timeout()
+		return NodeState{}, !timedOut, err
+	}
+	if len(row) < 6 || row[0] == nil {
+		return NodeState{}, false, fmt.Errorf("unexpected health check result")
+	}
+	var st NodeState
+	if *row[0] == "t" {
+		st.Role = RoleStandby
+	} else {
+		st.Role = RolePrimary
+	}
+	st.LSN = parseLSN(row[1])
+	st.ReceiveLSN = parseLSN(row[2])
+	if row[3] != nil {
+		st.Timeline, _ = strconv.Atoi(*row[3])
+	}
+	if row[4] != nil {
+		st.UpstreamHost = *row[4]
+	}
+	if row[5] != nil {
+		st.UpstreamPort, _ = strconv.Atoi(*row[5])
+	}
+	return st, false, nil
+}
+
+// parseLSN parses "16/B374D848".
+func parseLSN(s *string) uint64 {
+	if s == nil {
+		return 0
+	}
+	hi, lo, ok := strings.Cut(*s, "/")
+	if !ok {
+		return 0
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return h<<32 | l
+}
+
+// reportUp records a successful check.
+func (r *Router) reportUp(id int, st NodeState) {
+	r.topoMu.Lock()
+	defer r.topoMu.Unlock()
+	if id >= len(r.nodes) {
+		return
+	}
+	n := &r.nodes[id]
+	now := time.Now()
+	if !n.Up || n.Role != st.Role {
+		r.log.Info("node state changed", "node", n.Name, "up", true, "role", st.Role.String(), "was_up", n.Up, "was_role", n.Role.String())
+		n.LastChange = now
+	}
+	n.Up, n.Role = true, st.Role
+	n.LSN, n.ReceiveLSN, n.Timeline = st.LSN, st.ReceiveLSN, st.Timeline
+	n.UpstreamHost, n.UpstreamPort = st.UpstreamHost, st.UpstreamPort
+	n.LastCheck = now
+	n.LastError = ""
+	r.publishLocked()
+}
+
+// reportDown records a failed check; down says whether the node now counts as
+// down (definitive failure or retries used up).
+func (r *Router) reportDown(id int, err error, down bool) {
+	r.topoMu.Lock()
+	defer r.topoMu.Unlock()
+	if id >= len(r.nodes) {
+		return
+	}
+	n := &r.nodes[id]
+	n.LastCheck = time.Now()
+	n.LastError = err.Error()
+	if down && n.Up {
+		r.log.Warn("node down", "node", n.Name, "role", n.Role.String(), "error", err)
+		n.Up = false
+		n.Role = RoleUnknown
+		n.LastChange = time.Now()
+	} else if !down {
+		r.log.Info("health check failed", "node", n.Name, "error", err)
+	}
+	r.publishLocked()
+}
+
+// publishLocked builds and swaps in a new snapshot. Caller holds topoMu.
+func (r *Router) publishLocked() {
+	old := r.topo.Load()
+	nodes := make([]NodeState, len(r.nodes))
+	copy(nodes, r.nodes)
+	var plsn uint64
+	prim, alarm := choosePrimary(nodes)
+	if prim >= 0 {
+		plsn = nodes[prim].LSN
+	}
+	for i := range nodes {
+		nodes[i].LagBytes = -1
+		if prim >= 0 && nodes[i].Up && nodes[i].Role == RoleStandby && plsn >= nodes[i].LSN {
+			nodes[i].LagBytes = int64(plsn - nodes[i].LSN)
+		}
+		if i == prim {
+			nodes[i].LagBytes = 0
+		}
+	}
+	t := &Topology{Epoch: old.Epoch, Primary: prim, Nodes: nodes, Alarm: alarm, Since: old.Since, changed: make(chan struct{})}
+	oldName := ""
+	if p := old.PrimaryNode(); p != nil {
+		oldName = p.Name
+	}
+	newName := ""
+	if p := t.PrimaryNode(); p != nil {
+		newName = p.Name
+	}
+	moved := oldName != newName
+	if moved {
+		t.Epoch++
+		now := time.Now()
+		if oldName != "" && newName == "" {
+			r.holdStart = now
+		}
+		t.Since = now
+	}
+	if alarm != "" && alarm != old.Alarm {
+		r.log.Error("primary alarm", "alarm", alarm)
+	}
+	r.topo.Store(t)
+	close(old.changed)
+	if moved {
+		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName}
+		if newName != "" && !r.holdStart.IsZero() {
+			attrs = append(attrs, "no_primary_for", time.Since(r.holdStart).Round(time.Millisecond).String())
+			r.holdStart = time.Time{}
+		}
+		r.log.Info("primary changed", attrs...)
+		go r.onPrimaryChange(t, oldName)
+	}
+}
+
+var _ = slog.LevelInfo

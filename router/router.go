@@ -1,0 +1,239 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"pgwrt/config"
+	"pgwrt/router/scram"
+)
+
+// Router is one running pgwrt: listener, slots, pools, monitors and the
+// topology they share. It owns its logger and metrics; there is no global
+// state.
+type Router struct {
+	cfg      atomic.Pointer[config.Config]
+	log      *slog.Logger
+	slots    *slots
+	pools    *pools
+	sessions *sessions
+	scram    *scram.Cache
+	metrics  *routerMetrics
+	pepper   [16]byte
+
+	vmu      sync.Mutex
+	verified map[string]verified
+
+	topoMu    sync.Mutex // guards nodes, monitors, holdStart and publishing
+	nodes     []NodeState
+	monitors  []*monitor
+	holdStart time.Time
+	topo      atomic.Pointer[Topology]
+
+	stopping chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New builds a Router for a validated config. Nothing runs until Start.
+func New(cfg *config.Config, log *slog.Logger) *Router {
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Router{
+		log:      log,
+		slots:    newSlots(cfg.MaxClients, cfg.BufferSize),
+		pools:    newPools(),
+		sessions: newSessions(),
+		scram:    scram.NewCache(256),
+		verified: make(map[string]verified),
+		stopping: make(chan struct{}),
+	}
+	rand.Read(r.pepper[:])
+	r.cfg.Store(cfg)
+	r.metrics = newMetrics(r)
+	r.topo.Store(&Topology{Primary: -1, changed: make(chan struct{})})
+	return r
+}
+
+func (r *Router) config() *config.Config { return r.cfg.Load() }
+
+// Topology returns the current snapshot.
+func (r *Router) Topology() *Topology { return r.topo.Load() }
+
+// Metrics returns the router's metrics set (for /metrics).
+func (r *Router) Metrics() *metrics.Set { return r.metrics.set }
+
+// Start launches the monitors and the janitor.
+func (r *Router) Start() {
+	cfg := r.config()
+	r.topoMu.Lock()
+	for i, b := range cfg.Backends {
+		r.nodes = append(r.nodes, NodeState{ID: i, Name: b.Name, Host: b.Host, Port: b.Port, LagBytes: -1})
+		m := newMonitor(r, i, b)
+		r.monitors = append(r.monitors, m)
+		go m.run()
+	}
+	r.publishLocked()
+	r.topoMu.Unlock()
+	r.wg.Add(1)
+	go r.janitor()
+}
+
+// Listen opens the client listener for cfg (IP_FREEBIND when asked).
+func Listen(cfg *config.Config) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if cfg.FreeBind {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = setFreeBind(fd) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", cfg.Listen)
+}
+
+// Serve accepts clients on ln until ctx ends or Close is called.
+func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-r.stopping:
+		}
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-r.stopping:
+				return nil
+			case <-ctx.Done():
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Temporary (out of descriptors): back off, as net/http does.
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff *= 2; backoff > time.Second {
+					backoff = time.Second
+				}
+				r.log.Warn("accept error; retrying", "error", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.serveConn(c)
+		}()
+	}
+}
+
+// Close stops monitors, ends all sessions with 57P01 and closes idle
+// backends.
+func (r *Router) Close() {
+	r.stopOnce.Do(func() {
+		close(r.stopping)
+		r.topoMu.Lock()
+		ms := r.monitors
+		r.monitors = nil
+		r.topoMu.Unlock()
+		for _, m := range ms {
+			m.close()
+		}
+		for _, s := range r.sessions.all() {
+			s.kill(errorf(codeShutdown, "pgwrt is shutting down"))
+		}
+		r.closeIdle(nil)
+		r.wg.Wait()
+		r.closeIdle(nil)
+	})
+}
+
+// pokeMonitors asks every monitor for an immediate check.
+func (r *Router) pokeMonitors() {
+	r.topoMu.Lock()
+	ms := append([]*monitor(nil), r.monitors...)
+	r.topoMu.Unlock()
+	for _, m := range ms {
+		m.poke()
+	}
+}
+
+// backendFailed is told when a session's backend connection broke: the node
+// may be gone, so the monitors look again now instead of at the next period.
+func (r *Router) backendFailed(be *backend, err error) {
+	r.log.Info("backend connection failed", "node", be.node, "error", err)
+	r.pokeMonitors()
+}
+
+// onPrimaryChange enforces "nothing stays open that points at a node that is
+// not the primary": idle backends to other nodes are closed, and sessions
+// bound to them get 57P01 and are closed so their pools reconnect.
+func (r *Router) onPrimaryChange(t *Topology, oldName string) {
+	r.metrics.failovers.Inc()
+	newName := ""
+	if p := t.PrimaryNode(); p != nil {
+		newName = p.Name
+	}
+	n := r.closeIdle(func(b *backend) bool { return b.node != newName })
+	killed := 0
+	for _, s := range r.sessions.all() {
+		s.mu.Lock()
+		be := s.be
+		s.mu.Unlock()
+		if be == nil || be.node == newName {
+			continue
+		}
+		var err error
+		if newName == "" {
+			err = errorf(codePrimaryMoved, "pgwrt: primary %s is no longer available; reconnect", be.node)
+		} else {
+			err = errorf(codePrimaryMoved, "pgwrt: primary moved from %s to %s; reconnect", be.node, newName)
+		}
+		s.kill(err)
+		killed++
+	}
+	r.metrics.killed.Add(killed)
+	if n > 0 || killed > 0 {
+		r.log.Info("closed connections to the old primary", "old", oldName, "idle_closed", n, "sessions_closed", killed)
+	}
+}
+
+// janitor closes idle backends past server_idle_timeout or server_lifetime.
+func (r *Router) janitor() {
+	defer r.wg.Done()
+	tk := time.NewTicker(time.Second)
+	defer tk.Stop()
+	for {
+		select {
+		case <-r.stopping:
+			return
+		case <-tk.C:
+		}
+		cfg := r.config()
+		now := time.Now()
+		r.closeIdle(func(b *backend) bool {
+			return now.Sub(b.lastUsed) > cfg.ServerIdleTimeout.D() ||
+				(cfg.ServerLifetime > 0 && now.Sub(b.created) > cfg.ServerLifetime.D())
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package router
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Role is what a node says it is.
+type Role int
+
+const (
+	RoleUnknown Role = iota
+	RolePrimary
+	RoleStandby
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePrimary:
+		return "primary"
+	case RoleStandby:
+		return "standby"
+	}
+	return "unknown"
+}
+
+// NodeState is what the monitor last learned about one node.
+type NodeState struct {
+	ID         int
+	Name       string
+	Host       string
+	Port       int
+	Up         bool
+	Role       Role
+	LSN        uint64 // primary: current WAL LSN; standby: last replayed LSN
+	ReceiveLSN uint64 // standby: last received LSN
+	Timeline   int
+	// Upstream is the sender a standby's WAL receiver streams from (host, port).
+	UpstreamHost string
+	UpstreamPort int
+	LagBytes     int64 // standby: primary LSN - replayed LSN (-1 unknown)
+	LastCheck    time.Time
+	LastChange   time.Time // last change of Up or Role
+	LastError    string
+	Draining     bool // removed from config, sessions still running
+}
+
+// Addr is host:port.
+func (n *NodeState) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
+
+// Topology is an immutable snapshot of the cluster as pgwrt sees it. Routing
+// reads it lock-free through an atomic pointer; a new snapshot replaces it
+// whenever anything changes, and Epoch bumps whenever the chosen primary
+// changes (including to or from "none").
+type Topology struct {
+	Epoch   uint64
+	Primary int // index into Nodes, -1 when no primary is known
+	Nodes   []NodeState
+	Alarm   string    // set when pgwrt refuses to choose (e.g. two primaries)
+	Since   time.Time // when Primary last changed
+	// changed is closed when this snapshot is replaced.
+	changed chan struct{}
+}
+
+// PrimaryNode returns the chosen primary, or nil.
+func (t *Topology) PrimaryNode() *NodeState {
+	if t.Primary < 0 || t.Primary >= len(t.Nodes) {
+		return nil
+	}
+	return &t.Nodes[t.Primary]
+}
+
+// Changed returns a channel closed when this snapshot is superseded.
+func (t *Topology) Changed() <-chan struct{} { return t.changed }
+
+// choosePrimary applies the failover contract (design §5) to a set of node
+// states: the only node that is up and not in recovery; among several, the
+// one the standbys stream from; otherwise the one on the newest timeline;
+// otherwise nobody, with an alarm.
+func choosePrimary(nodes []NodeState) (int, string) {
+	var cands []int
+	for i := range nodes {
+		if nodes[i].Up && nodes[i].Role == RolePrimary && !nodes[i].Draining {
+			cands = append(cands, i)
+		}
+	}
+	switch len(cands) {
+	case 0:
+		return -1, ""
+	case 1:
+		return cands[0], ""
+	}
+	// Several nodes accept writes. Standby evidence first.
+	best, bestN, tie := -1, 0, false
+	for _, c := range cands {
+		n := 0
+		for i := range nodes {
+			s := &nodes[i]
+			if s.Up && s.Role == RoleStandby && streamsFrom(s, &nodes[c]) {
+				n++
+			}
+		}
+		switch {
+		case n > bestN:
+			best, bestN, tie = c, n, false
+		case n == bestN && n > 0:
+			tie = true
+		}
+	}
+	if best >= 0 && !tie {
+		return best, ""
+	}
+	// Then the newest timeline.
+	best, tie = -1, false
+	for _, c := range cands {
+		switch {
+		case best < 0 || nodes[c].Timeline > nodes[best].Timeline:
+			best, tie = c, false
+		case nodes[c].Timeline == nodes[best].Timeline:
+			tie = true
+		}
+	}
+	if !tie && nodes[best].Timeline > 0 {
+		return best, ""
+	}
+	names := ""
+	for i, c := range cands {
+		if i > 0 {
+			names += ", "
+		}
+		names += nodes[c].Name
+	}
+	return -1, fmt.Sprintf("several nodes accept writes (%s) and neither standby streams nor timelines single one out; holding clients", names)
+}
+
+func streamsFrom(standby, primary *NodeState) bool {
+	if standby.UpstreamHost == "" || standby.UpstreamPort != primary.Port {
+		return false
+	}
+	if standby.UpstreamHost == primary.Host {
+		return true
+	}
+	a, b := net.ParseIP(standby.UpstreamHost), net.ParseIP(primary.Host)
+	if a != nil && b != nil {
+		return a.Equal(b)
+	}
+	return isLoopbackName(standby.UpstreamHost) && isLoopbackName(primary.Host)
+}
+
+func isLoopbackName(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
