@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +122,10 @@ func (n *Node) start(ctx context.Context) error {
 	if pf, ok := readPidFile(n.DataDir); ok && alive(pf.pid) {
 		return fmt.Errorf("pglab: %s already running (pid %d)", n.Name, pf.pid)
 	}
+	// A killed postmaster that nobody has reaped yet still answers
+	// kill(pid, 0), and PostgreSQL would refuse to start.
+	removeStaleLock(filepath.Join(n.DataDir, "postmaster.pid"))
+	removeStaleLock(filepath.Join(n.c.SocketDir, fmt.Sprintf(".s.PGSQL.%d.lock", n.Port)))
 	log, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -173,6 +173,21 @@ func (w *waiter) wait(timeout time.Duration) bool {
 	return true
 }
 
+// removeStaleLock removes a PostgreSQL lock file (postmaster.pid or a
+// socket's .lock) whose process is dead or a zombie.
+func removeStaleLock(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err == nil && pid > 0 && alive(pid) {
+		return
+	}
+	_ = os.Remove(path)
+}
+
 // pidFile is what postmaster.pid says: line 1 is the postmaster's PID and
 // line 8 its status ("starting", "stopping", "ready", "standby").
 type pidFile struct {
