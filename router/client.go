@@ -224,6 +224,7 @@ func (s *session) serve(cfg *config.Config) error {
 	if reusable {
 		reusable = s.resetBackend(be, status)
 	}
+	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
 	r.release(be, reusable)
 	return nil
 }

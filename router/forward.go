@@ -153,6 +153,7 @@ func (c *clientCopier) run() error {
 					}
 					f.remain = l - 4
 					if f.typ == 'X' {
+						f.hn, f.remain = 0, 0
 						if err := c.forward(buf[start:msgStart]); err != nil {
 							return err
 						}
