@@ -9,8 +9,8 @@ import (
 )
 
 // Parse reads a UCI file the way libuci loads /etc/config/<name> in strict
-// mode; filename is only used in errors. The first problem found is returned
-// as an *Error.
+// mode; filename is only used in errors. The first problem in the text is
+// returned as an *Error.
 func Parse(filename string, r io.Reader) (*File, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
