@@ -68,18 +68,32 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 
+	// Backends are the PostgreSQL nodes; at least one is required.
 	Backends []Backend `toml:"backend"`
-	HBA      []HBARule `toml:"hba"`
-	Users    []User    `toml:"user"`
+	// HBA are the client authentication rules, first match wins. None at
+	// all means trust from loopback, password from anywhere else: use
+	// EffectiveHBA, not this field, to decide.
+	HBA []HBARule `toml:"hba"`
+	// Users are stored credentials for logging in to backends.
+	Users []User `toml:"user"`
+
+	// index says where each option was written, for Validate's messages;
+	// nil for a Config built in code.
+	index *lineIndex
 }
 
 // Backend is one PostgreSQL node.
 type Backend struct {
-	// Name is how logs and SHOW POOL_NODES call the node; defaults to host:port.
+	// Name is how logs and SHOW POOL_NODES call the node, and how reload
+	// tells backends apart; the loaders set it to host:port when it is not
+	// written (see ID).
 	Name string `toml:"name"`
+	// Host is an IP address or a DNS name.
 	Host string `toml:"host"`
-	Port int    `toml:"port"`
-	// Line is where the backend was defined, for messages.
+	// Port is 1..65535; the loaders default it to 5432.
+	Port int `toml:"port"`
+	// Line is where the backend was defined ([[backend]] header), for
+	// messages; 0 when not from a file.
 	Line int `toml:"-"`
 }
 
@@ -91,7 +105,7 @@ func (b Backend) Addr() string { return joinHostPort(b.Host, b.Port) }
 type HBARule struct {
 	Database string `toml:"database"` // "all" or a name
 	User     string `toml:"user"`     // "all" or a name
-	Address  string `toml:"address"`  // "all" or a CIDR
+	Address  string `toml:"address"`  // "all", a CIDR, or one IP
 	Method   string `toml:"method"`   // trust, password, reject
 	Line     int    `toml:"-"`
 }
@@ -103,13 +117,6 @@ type User struct {
 	Password string `toml:"password"`
 	Line     int    `toml:"-"`
 }
-
-// Duration is a time.Duration read from "1s", "250ms", "2m" (or a bare
-// number of seconds).
-type Duration time.Duration
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Default returns the configuration every omitted option falls back to. The
 // values suit a router with 64 MB of RAM.
