@@ -129,7 +129,7 @@ func run(args []string) error {
 	if err := writeAtomic(dst, b); err != nil {
 		return err
 	}
-	fmt.Printf("%-48s %9d bytes\n", dst, len(b))
+	fmt.Printf("%-60s %9d bytes\n", dst, len(b))
 	return nil
 }
 
