@@ -173,11 +173,14 @@ func (c *Cluster) Node(name string) *PatroniNode {
 }
 
 // Stop stops every process of the lab: the Patroni daemons first (each
-// stops its PostgreSQL), then any postmaster left behind, then etcd. It
+// stops its PostgreSQL), then any postmaster left behind, then etcd
+// (SIGKILL). It
 // removes the state file and keeps the logs. Stop may be called twice.
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	began := time.Now()
+	defer func() { c.Options.logf("patronilab: stopped in %s", time.Since(began).Round(time.Millisecond)) }()
 	timeout := c.Options.StopTimeout
 	var (
 		wg   sync.WaitGroup
@@ -203,14 +206,19 @@ func (c *Cluster) Stop() error {
 	for _, n := range c.Nodes {
 		addErr(n.killPostmaster(10 * time.Second))
 	}
+	// etcd is crash safe and its data dies with the lab. SIGTERM would
+	// make the raft leader try to hand over leadership to members that are
+	// stopping too, which costs seconds.
 	for _, m := range c.Etcd {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			addErr(m.proc.stop(timeout))
-		}()
+		m.proc.killGroup()
 	}
-	wg.Wait()
+	for _, m := range c.Etcd {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := m.proc.wait(ctx); err != nil {
+			addErr(fmt.Errorf("%s survives SIGKILL", m.Name))
+		}
+		cancel()
+	}
 	if err := os.Remove(c.statePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		addErr(err)
 	}

@@ -29,6 +29,10 @@
 //  5. Stop ends the Patroni daemons (which stop PostgreSQL), kills any
 //     postmaster left behind, then stops etcd.
 //
+// Environment: PATRONILAB_PG_BIN overrides the PostgreSQL bin directory;
+// PATRONILAB_KEEP keeps StartT's base directory after the test;
+// PATRONILAB_ETCD_OUTAGE sets how long TestLab keeps an etcd member down.
+//
 // The harness reads the cluster's state through Patroni's REST API. That is a
 // convenience of the lab only: pgwrt itself never talks to Patroni, it finds
 // the primary with SQL.

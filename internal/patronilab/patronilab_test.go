@@ -160,6 +160,9 @@ func TestLab(t *testing.T) {
 	if err := loaded.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := c.Patronictl(ctx, "list"); err != nil || !strings.Contains(out, before.Name) || !strings.Contains(out, "Leader") {
+		t.Fatalf("patronictl list: %v\n%s", err, out)
+	}
 
 	// 6. Freeze a replica: its server hangs; Thaw brings it back.
 	var replica *PatroniNode
