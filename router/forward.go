@@ -128,93 +128,80 @@ const maxIntercept = 64
 func (c *clientCopier) run() error {
 	buf := c.s.slot.cbuf
 	f := &c.f
-	have := 0 // bytes in buf not yet forwarded
+	have := 0 // bytes carried over at the front of buf: an incomplete header
 	for {
 		n, err := c.s.conn.Read(buf[have:])
 		if n > 0 {
 			end := have + n
-			i := have  // scan position
-			start := 0 // first byte not yet forwarded
+			i, start := 0, 0 // scan position; first byte not yet forwarded
 			for i < end {
-				if f.remain == 0 {
-					msgStart := i
-					for f.hn < 5 && i < end {
-						f.hdr[f.hn] = buf[i]
-						f.hn++
-						i++
+				if f.remain > 0 { // inside a body: pass it
+					take := min(f.remain, end-i)
+					i += take
+					f.remain -= take
+					continue
+				}
+				if end-i < 5 { // incomplete header: keep it for the next read
+					f.hn = end - i
+					break
+				}
+				msgStart := i
+				f.typ = buf[i]
+				l := int(binary.BigEndian.Uint32(buf[i+1:]))
+				if l < 4 {
+					return errMalformedClient
+				}
+				i += 5
+				f.remain = l - 4
+				switch {
+				case f.typ == 'X':
+					f.remain = 0
+					if err := c.forward(buf[start:msgStart]); err != nil {
+						return err
 					}
-					if f.hn < 5 {
-						break
-					}
-					f.typ = f.hdr[0]
-					l := int(binary.BigEndian.Uint32(f.hdr[1:]))
-					if l < 4 {
-						return errMalformedClient
-					}
-					f.remain = l - 4
-					if f.typ == 'X' {
-						f.hn, f.remain = 0, 0
+					return errTerminate
+				case f.typ == 'Q' && l <= maxIntercept && c.sc.idle.Load():
+					// Look at the whole (small) query; read the rest of it
+					// if it is not here yet.
+					if end-i < f.remain {
 						if err := c.forward(buf[start:msgStart]); err != nil {
 							return err
 						}
-						return errTerminate
-					}
-					if f.typ == 'Q' && l <= maxIntercept && msgStart >= start && c.sc.idle.Load() {
-						// Need the whole body; it may not be here yet.
-						if end-i < f.remain {
-							if msgStart != i-5 {
-								// header split across reads: forward as-is
-								goto body
-							}
-							if err := c.forward(buf[start:msgStart]); err != nil {
+						copy(buf, buf[msgStart:end])
+						end -= msgStart
+						i -= msgStart
+						start, msgStart = 0, 0
+						for end-i < f.remain {
+							m, err := c.s.conn.Read(buf[end:])
+							if err != nil {
 								return err
 							}
-							copy(buf, buf[msgStart:end])
-							end -= msgStart
-							i -= msgStart
-							start, msgStart = 0, 0
-							for end-i < f.remain {
-								m, err := c.s.conn.Read(buf[end:])
-								if err != nil {
-									return err
-								}
-								end += m
-							}
-						}
-						body := buf[i : i+f.remain]
-						if isShowPoolNodes(body) {
-							if err := c.forward(buf[start:msgStart]); err != nil {
-								return err
-							}
-							i += f.remain
-							f.remain, f.hn = 0, 0
-							start = i
-							if err := c.s.showPoolNodes(c.sc.status); err != nil {
-								return err
-							}
-							continue
+							end += m
 						}
 					}
-				body:
-					if f.remain == 0 {
-						f.hn = 0
+					if isShowPoolNodes(buf[i : i+f.remain]) {
+						if err := c.forward(buf[start:msgStart]); err != nil {
+							return err
+						}
+						i += f.remain
+						f.remain = 0
+						start = i
+						if err := c.s.showPoolNodes(c.sc.status); err != nil {
+							return err
+						}
 					}
-					continue
-				}
-				take := f.remain
-				if end-i < take {
-					take = end - i
-				}
-				i += take
-				f.remain -= take
-				if f.remain == 0 {
-					f.hn = 0
 				}
 			}
-			if err := c.forward(buf[start:end]); err != nil {
+			carry := 0
+			if f.remain == 0 && f.hn > 0 {
+				carry = f.hn
+				f.hn = 0
+			}
+			if err := c.forward(buf[start : end-carry]); err != nil {
 				return err
 			}
-			have = 0
+			copy(buf, buf[end-carry:end])
+			have = carry
 		}
 		if err != nil {
 			return err

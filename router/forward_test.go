@@ -1,0 +1,317 @@
+package router
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"pgwrt/config"
+	"pgwrt/router/wire"
+)
+
+// pipeSession wires a session between two net.Pipe pairs: the test plays
+// the client on one and the server on the other.
+type pipeSession struct {
+	s          *session
+	be         *backend
+	client     net.Conn // test side of the client connection
+	server     net.Conn // test side of the backend connection
+	clientSide net.Conn
+	serverSide net.Conn
+}
+
+func newPipeSession(t testing.TB, bufSize int) *pipeSession {
+	cfg := config.Default()
+	cfg.Backends = []config.Backend{{Name: "n1", Host: "127.0.0.1", Port: 1}}
+	r := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.topo.Store(&Topology{Primary: 0, Nodes: []NodeState{{Name: "n1", Host: "127.0.0.1", Port: 1, Up: true, Role: RolePrimary}}, changed: make(chan struct{})})
+	cl, cs := net.Pipe()
+	sv, ss := net.Pipe()
+	sl := &slot{cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
+	s := &session{r: r, conn: cs, slot: sl, atBoundary: true}
+	be := &backend{conn: ss, node: "n1", params: map[string]string{}}
+	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss}
+}
+
+func msg(typ byte, body string) []byte {
+	b, s := wire.Begin(nil, typ)
+	b = append(b, body...)
+	return wire.Finish(b, s)
+}
+
+// writeChunks writes p in pieces of the given sizes (cycled), to exercise
+// headers and bodies split across reads.
+func writeChunks(w io.Writer, p []byte, sizes []int) error {
+	for i := 0; len(p) > 0; i++ {
+		n := len(p)
+		if len(sizes) > 0 {
+			n = sizes[i%len(sizes)]
+			if n <= 0 {
+				n = 1
+			}
+			if n > len(p) {
+				n = len(p)
+			}
+		}
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+func checkNoLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestForwardSplitAndTerminate sends a stream byte by byte both ways: it
+// must arrive unchanged, Terminate must not reach the server, and the
+// backend must be judged reusable.
+func TestForwardSplitAndTerminate(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, sizes := range [][]int{nil, {1}, {2, 3}, {5}, {7, 1, 4096}} {
+		p := newPipeSession(t, 1024)
+		fromClient := bytes.Join([][]byte{msg('Q', "SELECT 1\x00"), msg('P', "\x00SELECT $1\x00\x00\x00"), msg('S', ""), msg('d', string(bytes.Repeat([]byte("x"), 3000)))}, nil)
+		fromServer := bytes.Join([][]byte{msg('T', "\x00\x00"), msg('D', string(bytes.Repeat([]byte("y"), 5000))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
+		type result struct {
+			ok     bool
+			status byte
+		}
+		done := make(chan result, 1)
+		go func() {
+			ok, st := p.s.forward(p.be)
+			done <- result{ok, st}
+		}()
+		gotServer := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, len(fromClient))
+			_, err := io.ReadFull(p.server, b)
+			if err != nil {
+				t.Error(err)
+			}
+			gotServer <- b
+		}()
+		go writeChunks(p.client, fromClient, sizes)
+		if got := <-gotServer; !bytes.Equal(got, fromClient) {
+			t.Fatalf("server got a different stream (sizes %v)", sizes)
+		}
+		gotClient := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, len(fromServer))
+			io.ReadFull(p.client, b)
+			gotClient <- b
+		}()
+		writeChunks(p.server, fromServer, sizes)
+		if got := <-gotClient; !bytes.Equal(got, fromServer) {
+			t.Fatalf("client got a different stream (sizes %v)", sizes)
+		}
+		// Terminate, split too: must stop forwarding and not reach the server.
+		p.server.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		go writeChunks(p.client, wire.AppendTerminate(nil), sizes)
+		res := <-done
+		if !res.ok || res.status != 'I' {
+			t.Fatalf("sizes %v: reusable=%v status=%q", sizes, res.ok, res.status)
+		}
+		var b [1]byte
+		if n, _ := p.server.Read(b[:]); n != 0 {
+			t.Fatalf("Terminate reached the server")
+		}
+		for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
+			c.Close()
+		}
+	}
+	checkNoLeak(t, before)
+}
+
+// TestForwardServerGone: the server side closes mid-session; the client
+// gets 08006 and the session ends, not reusable.
+func TestForwardServerGone(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := newPipeSession(t, 1024)
+	done := make(chan bool, 1)
+	go func() {
+		ok, _ := p.s.forward(p.be)
+		done <- ok
+	}()
+	p.server.Close()
+	p.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	rd := wire.Reader{R: p.client}
+	m, err := rd.Read()
+	if err != nil || m.Type != 'E' || wire.ParseError(m.Body).Code != "08006" {
+		t.Fatalf("got %q %v", m.Type, err)
+	}
+	if <-done {
+		t.Fatal("dead backend judged reusable")
+	}
+	p.client.Close()
+	p.clientSide.Close()
+	checkNoLeak(t, before)
+}
+
+// TestForwardMidMessageNotReusable: a client leaving while a response is
+// being sent leaves the backend unusable.
+func TestForwardMidMessageNotReusable(t *testing.T) {
+	p := newPipeSession(t, 1024)
+	done := make(chan bool, 1)
+	go func() {
+		ok, _ := p.s.forward(p.be)
+		done <- ok
+	}()
+	go io.Copy(io.Discard, p.server)
+	go io.Copy(io.Discard, p.client)
+	p.client.Write(msg('Q', "SELECT 1\x00"))
+	p.server.Write(msg('D', "partial")[:6]) // half a message
+	time.Sleep(20 * time.Millisecond)
+	p.client.Close()
+	if <-done {
+		t.Fatal("backend in the middle of a message judged reusable")
+	}
+	p.server.Close()
+}
+
+func TestShowPoolNodesIntercept(t *testing.T) {
+	p := newPipeSession(t, 1024)
+	go p.s.forward(p.be)
+	defer func() {
+		for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
+			c.Close()
+		}
+	}()
+	writeChunks(p.client, msg('Q', " show  Pool_Nodes ;\x00"), []int{3})
+	p.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	rd := wire.Reader{R: p.client}
+	var types []byte
+	for {
+		m, err := rd.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, m.Type)
+		if m.Type == 'Z' {
+			break
+		}
+	}
+	if string(types) != "TDCZ" {
+		t.Fatalf("message types %q", types)
+	}
+	for _, q := range []string{"SHOW POOL_NODES\x00", "show pool_nodes;\x00"} {
+		if !isShowPoolNodes([]byte(q)) {
+			t.Errorf("%q not matched", q)
+		}
+	}
+	for _, q := range []string{"SHOW POOL_NODESX\x00", "SELECT 1\x00", "SHOW pool_nodes", "SHOW POOL NODES\x00"} {
+		if isShowPoolNodes([]byte(q)) {
+			t.Errorf("%q matched", q)
+		}
+	}
+}
+
+// FuzzForward checks that any split of a valid stream reaches the server
+// unchanged.
+func FuzzForward(f *testing.F) {
+	f.Add([]byte{1, 2, 3}, 10)
+	f.Add([]byte{5}, 3)
+	f.Fuzz(func(t *testing.T, sizes []byte, nmsg int) {
+		if nmsg < 0 {
+			nmsg = -nmsg
+		}
+		nmsg = nmsg%20 + 1
+		var stream []byte
+		for i := 0; i < nmsg; i++ {
+			stream = append(stream, msg("QPBEdS"[i%6], string(bytes.Repeat([]byte{byte(i)}, i*37%300)))...)
+		}
+		sz := make([]int, len(sizes))
+		for i, s := range sizes {
+			sz[i] = int(s)
+		}
+		p := newPipeSession(t, 1024)
+		defer func() {
+			for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
+				c.Close()
+			}
+		}()
+		go p.s.forward(p.be)
+		go writeChunks(p.client, stream, sz)
+		got := make([]byte, len(stream))
+		p.server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(p.server, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, stream) {
+			t.Fatal("stream changed")
+		}
+	})
+}
+
+// BenchmarkForwardServerToClient measures the server → client copier on a
+// typical small query response; it must not allocate per message.
+func BenchmarkForwardServerToClient(b *testing.B) {
+	p := newPipeSession(b, 8192)
+	resp := bytes.Join([][]byte{msg('T', string(make([]byte, 30))), msg('D', string(make([]byte, 40))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
+	sc := &serverCopier{s: p.s, be: p.be, status: 'I'}
+	go sc.run()
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			if _, err := p.client.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	b.SetBytes(int64(len(resp)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.server.Write(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	p.server.Close()
+	p.client.Close()
+}
+
+// BenchmarkForwardClientToServer measures the client → server copier on
+// Bind/Execute/Sync.
+func BenchmarkForwardClientToServer(b *testing.B) {
+	p := newPipeSession(b, 8192)
+	req := bytes.Join([][]byte{msg('B', string(make([]byte, 24))), msg('E', "\x00\x00\x00\x00\x00"), msg('S', "")}, nil)
+	sc := &serverCopier{s: p.s, be: p.be, status: 'I'}
+	cc := &clientCopier{s: p.s, be: p.be, sc: sc}
+	go cc.run()
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			if _, err := p.server.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.client.Write(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	p.server.Close()
+	p.client.Close()
+}
+
+var _ = errors.New
