@@ -33,7 +33,6 @@ const fastProbe = 100 * time.Millisecond
 // administrator shutdown (FATAL 57P01) is heard at once.
 type monitor struct {
 	r    *Router
-	id   int
 	name string
 	addr string
 
@@ -44,8 +43,8 @@ type monitor struct {
 	done chan struct{}
 }
 
-func newMonitor(r *Router, id int, b config.Backend) *monitor {
-	return &monitor{r: r, id: id, name: b.Name, addr: b.Addr(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newMonitor(r *Router, b config.Backend) *monitor {
+	return &monitor{r: r, name: b.ID(), addr: b.Addr(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // poke asks for an immediate check.
@@ -88,10 +87,10 @@ func (m *monitor) run() {
 		st, definitive, err := m.check(cfg)
 		if err != nil {
 			failures++
-			m.r.reportDown(m.id, err, definitive || failures > cfg.HealthCheckMaxRetries)
+			m.r.reportDown(m.name, err, definitive || failures > cfg.HealthCheckMaxRetries)
 		} else {
 			failures = 0
-			m.r.reportUp(m.id, st)
+			m.r.reportUp(m.name, st)
 		}
 		m.waitNext(cfg)
 	}
@@ -242,13 +241,13 @@ func parseLSN(s *string) uint64 {
 }
 
 // reportUp records a successful check.
-func (r *Router) reportUp(id int, st NodeState) {
+func (r *Router) reportUp(name string, st NodeState) {
 	r.topoMu.Lock()
 	defer r.topoMu.Unlock()
-	if id >= len(r.nodes) {
-		return
+	n := r.nodeLocked(name)
+	if n == nil {
+		return // removed by a reload
 	}
-	n := &r.nodes[id]
 	now := time.Now()
 	if !n.Up || n.Role != st.Role {
 		r.log.Info("node state changed", "node", n.Name, "up", true, "role", st.Role.String(), "was_up", n.Up, "was_role", n.Role.String())
@@ -264,13 +263,13 @@ func (r *Router) reportUp(id int, st NodeState) {
 
 // reportDown records a failed check; down says whether the node now counts as
 // down (definitive failure or retries used up).
-func (r *Router) reportDown(id int, err error, down bool) {
+func (r *Router) reportDown(name string, err error, down bool) {
 	r.topoMu.Lock()
 	defer r.topoMu.Unlock()
-	if id >= len(r.nodes) {
+	n := r.nodeLocked(name)
+	if n == nil {
 		return
 	}
-	n := &r.nodes[id]
 	n.LastCheck = time.Now()
 	n.LastError = err.Error()
 	if down && n.Up {
@@ -282,6 +281,15 @@ func (r *Router) reportDown(id int, err error, down bool) {
 		r.log.Info("health check failed", "node", n.Name, "error", err)
 	}
 	r.publishLocked()
+}
+
+func (r *Router) nodeLocked(name string) *NodeState {
+	for i := range r.nodes {
+		if r.nodes[i].Name == name {
+			return &r.nodes[i]
+		}
+	}
+	return nil
 }
 
 // publishLocked builds and swaps in a new snapshot. Caller holds topoMu.

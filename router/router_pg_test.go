@@ -475,3 +475,66 @@ func TestPromotion(t *testing.T) {
 }
 
 var _ = binary.BigEndian
+
+// TestReload adds and removes backends and changes pool sizes with live
+// sessions: nothing is dropped, the new node is monitored, the removed one
+// leaves SHOW POOL_NODES, and its sessions drain.
+func TestReload(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.Backends = cfg.Backends[:2] // pg0, pg1
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	live := tr.connect(t)
+	if _, err := live.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	ncfg := labConfig(c)
+	ncfg.Backends = []config.Backend{cfg.Backends[0], {Name: c.Nodes[2].Name, Host: c.Nodes[2].Host, Port: c.Nodes[2].Port}}
+	ncfg.MaxClients = 40
+	ncfg.MaxPool = 1
+	if err := tr.Reload(ncfg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tp := tr.Topology()
+		if len(tp.Nodes) == 2 && tp.Nodes[1].Name == c.Nodes[2].Name && tp.Nodes[1].Up {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after reload: %+v", tp.Nodes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := live.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("live session after reload: %v", err)
+	}
+	if _, err := live.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Status().MaxClients; got != 40 {
+		t.Fatalf("max_clients after reload %d", got)
+	}
+	// shrink below the number in use: nobody is cut off
+	ncfg2 := *ncfg
+	ncfg2.MaxClients = 1
+	ncfg2.ClientWaitTimeout = config.Duration(200 * time.Millisecond)
+	if err := tr.Reload(&ncfg2); err != nil {
+		t.Fatal(err)
+	}
+	// the one slot is the live session's: a second client is refused
+	if _, err := pgx.Connect(ctx, tr.dsn(pglab.AppUser, pglab.AppPassword, pglab.AppDatabase)); pgCode(err) != "53300" {
+		t.Fatalf("second client after shrink to 1: %v", err)
+	}
+	if _, err := live.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("live session after shrink: %v", err)
+	}
+	live.Close(ctx)
+	time.Sleep(100 * time.Millisecond)
+	if st := tr.Status(); st.MaxClients != 1 || st.SlotsInUse != 0 {
+		t.Fatalf("slots after drain: %+v", st)
+	}
+	c2 := tr.connect(t)
+	c2.Close(ctx)
+}

@@ -32,7 +32,7 @@ type NodeStatus struct {
 func (r *Router) Status() Status {
 	t := r.Topology()
 	ps := r.pools.stats()
-	st := Status{Epoch: t.Epoch, Alarm: t.Alarm, SlotsInUse: r.slots.inUse(), MaxClients: r.slots.n,
+	st := Status{Epoch: t.Epoch, Alarm: t.Alarm, SlotsInUse: r.slots.inUse(), MaxClients: r.slots.size(),
 		Sessions: r.sessions.count(), BackendsOpen: ps.Open, BackendsIdle: ps.Idle}
 	if p := t.PrimaryNode(); p != nil {
 		st.Primary = p.Name
