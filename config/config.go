@@ -50,7 +50,10 @@ type Config struct {
 	FailoverWait Duration `toml:"failover_wait"`
 
 	// Health checks: one monitor per backend.
-	HealthCheckPeriod     Duration `toml:"health_check_period"`
+	HealthCheckPeriod Duration `toml:"health_check_period"`
+	// HealthCheckFastPeriod is the check period while no primary is known
+	// or right after a backend connection failed: failover detection.
+	HealthCheckFastPeriod Duration `toml:"health_check_fast_period"`
 	HealthCheckTimeout    Duration `toml:"health_check_timeout"`
 	HealthCheckMaxRetries int      `toml:"health_check_max_retries"`
 	HealthCheckUser       string   `toml:"health_check_user"`
@@ -135,6 +138,7 @@ func Default() *Config {
 		ServerConnectTimeout:  Duration(5 * time.Second),
 		FailoverWait:          Duration(30 * time.Second),
 		HealthCheckPeriod:     Duration(time.Second),
+		HealthCheckFastPeriod: Duration(100 * time.Millisecond),
 		HealthCheckTimeout:    Duration(3 * time.Second),
 		HealthCheckMaxRetries: 2,
 		HealthCheckUser:       "postgres",

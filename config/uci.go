@@ -120,6 +120,14 @@ func setUCIOptions(errs *errorList, file string, ix *lineIndex, s *uci.Section, 
 		bad := func(format string, args ...any) {
 			errs.add(file, o.Line, opt, format, args...)
 		}
+		if check, ok := initScriptOptions[o.Name]; ok && s.Type == "pgwrt" {
+			if o.IsList {
+				bad("must be an option, not a list")
+			} else if msg := check(o.Value()); msg != "" {
+				bad("%s", msg)
+			}
+			continue
+		}
 		fi, ok := fieldByTag(v.Type(), o.Name)
 		if !ok || v.Field(fi).Kind() == reflect.Slice {
 			bad("unknown option%s", unknownUCIHint(o.Name, v.Type(), plain))
@@ -149,18 +157,61 @@ func setUCIOptions(errs *errorList, file string, ix *lineIndex, s *uci.Section, 
 			}
 			f.SetInt(int64(n))
 		case f.Kind() == reflect.Bool:
-			switch strings.ToLower(val) {
-			case "1", "yes", "on", "true", "enabled":
-				f.SetBool(true)
-			case "0", "no", "off", "false", "disabled":
-				f.SetBool(false)
-			default:
+			b, ok := parseUCIBool(strings.ToLower(val))
+			if !ok {
 				bad("must be 1 or 0, not %s", quote(val))
+				continue
 			}
+			f.SetBool(b)
 		default:
 			panic("config: no UCI conversion for field type " + f.Type().String())
 		}
 	}
+}
+
+// initScriptOptions are the options of config pgwrt that the procd init
+// script reads (/etc/init.d/pgwrt) and the daemon does not: they are
+// checked here, so that "pgwrt check" catches a typo before procd quietly
+// falls back, and otherwise ignored. Each function returns what is wrong
+// with a value, or "".
+var initScriptOptions = map[string]func(string) string{
+	// enabled '0': the init script opens no procd instance. It reads the
+	// value with config_get_bool, which knows the words in lower case only
+	// and takes anything else for the default (1).
+	"enabled": func(v string) string {
+		if _, ok := parseUCIBool(v); !ok {
+			return fmt.Sprintf("must be 1 or 0, not %s", quote(v))
+		}
+		return ""
+	},
+	// nofile: RLIMIT_NOFILE (soft and hard) that procd sets. The init
+	// script takes digits only; the kernel refuses more than fs.nr_open,
+	// 1048576 by default.
+	"nofile": func(v string) string {
+		n, err := strconv.Atoi(v)
+		if err != nil || strings.TrimLeft(v, "0123456789") != "" {
+			return fmt.Sprintf("must be a number of files, not %s", quote(v))
+		}
+		if n < 1 || n > maxNofile {
+			return fmt.Sprintf("must be between 1 and %d, not %d", maxNofile, n)
+		}
+		return ""
+	},
+}
+
+// maxNofile is Linux's default fs.nr_open, the most RLIMIT_NOFILE can be.
+const maxNofile = 1 << 20
+
+// parseUCIBool reads a boolean the ways OpenWrt writes them, as
+// config_get_bool in /lib/functions.sh does (case matters there).
+func parseUCIBool(v string) (value, ok bool) {
+	switch v {
+	case "1", "yes", "on", "true", "enabled":
+		return true, true
+	case "0", "no", "off", "false", "disabled":
+		return false, true
+	}
+	return false, false
 }
 
 // fieldByTag finds the field of struct t whose toml name is name.

@@ -17,6 +17,8 @@ func TestParseUCI(t *testing.T) {
 		{be, ""},
 		{"config pgwrt 'main'\n\toption listen ':6432'\n\toption freebind '1'\n\toption health_check_period '5'\n\toption max_pool '8'" + be, ""},
 		{"config pgwrt\n\toption freebind 'enabled'" + be, ""},
+		{"config pgwrt 'main'\n\toption enabled '0'\n\toption nofile '4096'" + be, ""},
+		{"config pgwrt 'main'\n\toption enabled 'yes'\n\toption nofile '1048576'" + be, ""},
 		{"config backend 'pg1'\n\toption host '10.0.0.1'\nconfig backend\n\toption host '10.0.0.2'\n\toption port '6432'\n" +
 			"config hba\n\toption database 'all'\n\toption user 'all'\n\toption address '192.168.1.0/24'\n\toption method 'trust'\n" +
 			"config user\n\toption name 'app'\n\toption password 'x'", ""},
@@ -29,6 +31,15 @@ func TestParseUCI(t *testing.T) {
 		{"config pgwrt 'main'\n\toption max_clients 'many'" + be, `u:2: max_clients: must be an integer, not "many"`},
 		{"config pgwrt 'main'\n\toption max_clients '0'" + be, `u:2: max_clients: must be at least 1, not 0`},
 		{"config pgwrt 'main'\n\toption freebind 'maybe'" + be, `u:2: freebind: must be 1 or 0, not "maybe"`},
+		{"config pgwrt 'main'\n\toption enabled 'maybe'" + be, `u:2: enabled: must be 1 or 0, not "maybe"`},
+		{"config pgwrt 'main'\n\toption enabled 'Off'" + be, `u:2: enabled: must be 1 or 0, not "Off"`},
+		{"config pgwrt 'main'\n\tlist enabled '1'" + be, `u:2: enabled: must be an option, not a list`},
+		{"config pgwrt 'main'\n\toption nofile 'lots'" + be, `u:2: nofile: must be a number of files, not "lots"`},
+		{"config pgwrt 'main'\n\toption nofile '-1'" + be, `u:2: nofile: must be a number of files, not "-1"`},
+		{"config pgwrt 'main'\n\toption nofile ' 64'" + be, `u:2: nofile: must be a number of files, not " 64"`},
+		{"config pgwrt 'main'\n\toption nofile '0'" + be, `u:2: nofile: must be between 1 and 1048576, not 0`},
+		{"config pgwrt 'main'\n\toption nofile '2000000'" + be, `u:2: nofile: must be between 1 and 1048576, not 2000000`},
+		{"config backend\n\toption host 'a'\n\toption enabled '1'", `u:3: backend.enabled: unknown option`},
 		{"config pgwrt 'main'\n\n\n\n\n\toption health_check_period '5x'" + be, `u:6: health_check_period: bad duration "5x" (want e.g. "1s", "250ms", "2m" or seconds)`},
 		{"config pgwrt 'main'\nconfig pgwrt 'other'" + be, `u:2: pgwrt: only one config pgwrt section is allowed (the first is at line 1)`},
 		{"config pool" + be, `u:1: pool: unknown section type (want pgwrt, backend, hba, user)`},
@@ -77,6 +88,7 @@ config pgwrt 'main'
 	option server_connect_timeout '5s'
 	option failover_wait '30s'
 	option health_check_period '1s'
+	option health_check_fast_period '100ms'
 	option health_check_timeout '3s'
 	option health_check_max_retries '2'
 	option health_check_user 'postgres'

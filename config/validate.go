@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	v.positive("client_wait_timeout", c.ClientWaitTimeout)
 	v.positive("server_connect_timeout", c.ServerConnectTimeout)
 	v.positive("health_check_period", c.HealthCheckPeriod)
+	v.positive("health_check_fast_period", c.HealthCheckFastPeriod)
 	v.positive("health_check_timeout", c.HealthCheckTimeout)
 	v.notNegative("failover_wait", c.FailoverWait)
 	v.notNegative("server_idle_timeout", c.ServerIdleTimeout)

@@ -68,8 +68,14 @@ func dialBackend(ctx context.Context, cfg *config.Config, cache *scram.Cache, no
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	// A cancelled context interrupts the login as a deadline would.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	b := &backend{conn: c, node: node, addr: addr, params: make(map[string]string), created: time.Now()}
-	if err := b.login(cache, lp); err != nil {
+	err = b.login(cache, lp)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		c.Close()
 		return nil, err
 	}

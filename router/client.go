@@ -313,7 +313,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 			}
 			return be, false, nil
 		}
-		be, err = dialBackend(ctx, cfg, r.scram, prim.Name, prim.Addr(), lp)
+		be, err = s.dialPrimary(ctx, cfg, t, lp)
 		if err != nil {
 			r.pools.cancelReservation()
 			var we *wire.Error
@@ -329,7 +329,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 				held = time.Now()
 				r.metrics.held.Inc()
 			}
-			tm := time.NewTimer(fastProbe)
+			tm := time.NewTimer(cfg.HealthCheckFastPeriod.D())
 			select {
 			case <-t.Changed():
 			case <-tm.C:
@@ -345,6 +345,31 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 		r.metrics.dialed.Inc()
 		return be, true, nil
 	}
+}
+
+// dialPrimary opens a backend on t's primary. The attempt is abandoned as
+// soon as the topology names another primary (or none): a login hanging on
+// a frozen node must not outlast the monitor's verdict.
+func (s *session) dialPrimary(ctx context.Context, cfg *config.Config, t *Topology, lp loginParams) (*backend, error) {
+	prim := t.PrimaryNode()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		cur := t
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-cur.Changed():
+				cur = s.r.Topology()
+				if p := cur.PrimaryNode(); p == nil || p.Name != prim.Name {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return dialBackend(ctx, cfg, s.r.scram, prim.Name, prim.Addr(), lp)
 }
 
 // isStartingUp: 57P03 "the database system is starting up/shutting down",

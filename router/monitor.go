@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"pgwrt/config"
@@ -23,9 +24,6 @@ const checkSQL = `SELECT pg_is_in_recovery(),
       ELSE ('x'||substr(pg_walfile_name(pg_current_wal_lsn()),1,8))::bit(32)::int END,
  (SELECT sender_host FROM pg_stat_wal_receiver),
  (SELECT sender_port FROM pg_stat_wal_receiver)`
-
-// fastProbe is the check period while no primary is known.
-const fastProbe = 100 * time.Millisecond
 
 // monitor keeps one persistent connection to one node and reports what it
 // learns. Between checks it keeps reading the connection, so a promotion
@@ -84,24 +82,58 @@ func (m *monitor) run() {
 		default:
 		}
 		cfg := m.r.config()
-		st, definitive, err := m.check(cfg)
+		st, class, err := m.check(cfg)
 		if err != nil {
 			failures++
-			m.r.reportDown(m.name, err, definitive || failures > cfg.HealthCheckMaxRetries)
+			// No answer in time, or a node that refuses or is shutting
+			// down, is down now: a frozen primary must not hold clients.
+			// Other errors (a reset, too many connections) are retried
+			// every fast period before they count.
+			down := class != checkTransient || failures > cfg.HealthCheckMaxRetries
+			m.r.reportDown(m.name, err, down)
 		} else {
 			failures = 0
 			m.r.reportUp(m.name, st)
 		}
-		m.waitNext(cfg)
+		m.waitNext(cfg, failures > 0)
 	}
+}
+
+// checkClass sorts failed checks.
+type checkClass int
+
+const (
+	checkTransient  checkClass = iota // retried before the node is marked down
+	checkTimeout                      // no answer within health_check_timeout
+	checkDefinitive                   // refused, shutting down, starting up, bad login
+)
+
+func classify(err error) checkClass {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return checkTimeout
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return checkDefinitive
+	}
+	var we *wire.Error
+	if errors.As(err, &we) {
+		switch {
+		case we.Code == "53300": // too many connections: the node serves
+			return checkTransient
+		case strings.HasPrefix(we.Code, "57P"), strings.HasPrefix(we.Code, "28"), we.Code == "3D000":
+			return checkDefinitive
+		}
+	}
+	return checkTransient
 }
 
 // waitNext waits one period, or less when no primary is known, while
 // listening on the check connection for pushed news.
-func (m *monitor) waitNext(cfg *config.Config) {
+func (m *monitor) waitNext(cfg *config.Config, failing bool) {
 	period := cfg.HealthCheckPeriod.D()
-	if m.r.Topology().Primary < 0 && period > fastProbe {
-		period = fastProbe
+	if fast := cfg.HealthCheckFastPeriod.D(); (failing || m.r.Topology().Primary < 0) && period > fast {
+		period = fast
 	}
 	until := time.Now().Add(period)
 	select {
@@ -160,10 +192,9 @@ func (m *monitor) dropConn() {
 	m.mu.Unlock()
 }
 
-// check runs one health check. definitive is true for errors that prove the
-// node is not serving (refused, closed by the server), as opposed to a
-// timeout, which counts against health_check_max_retries.
-func (m *monitor) check(cfg *config.Config) (NodeState, bool, error) {
+// check runs one health check on the persistent connection, opening it if
+// needed.
+func (m *monitor) check(cfg *config.Config) (NodeState, checkClass, error) {
 	m.mu.Lock()
 	b := m.conn
 	m.mu.Unlock()
@@ -181,9 +212,7 @@ func (m *monitor) check(cfg *config.Config) (NodeState, bool, error) {
 		}
 		nb, err := dialBackend(ctx, &c, m.r.scram, m.name, m.addr, lp)
 		if err != nil {
-			var ne interface{ Timeout() bool }
-			timedOut := errors.As(err, &ne) && ne.Timeout()
-			return NodeState{}, !timedOut, err
+			return NodeState{}, classify(err), err
 		}
 		m.mu.Lock()
 		m.conn = nb
@@ -194,14 +223,12 @@ func (m *monitor) check(cfg *config.Config) (NodeState, bool, error) {
 	if err != nil {
 		var we *wire.Error
 		if !errors.As(err, &we) {
-			m.dropConn()
+			m.dropConn() // state unknown: a late answer must not be read as the next one
 		}
-		var ne interface{ Timeout() bool }
-		timedOut := errors.As(err, &ne) && ne.Timeout()
-		return NodeState{}, !timedOut, err
+		return NodeState{}, classify(err), err
 	}
 	if len(row) < 6 || row[0] == nil {
-		return NodeState{}, false, fmt.Errorf("unexpected health check result")
+		return NodeState{}, checkTransient, fmt.Errorf("unexpected health check result")
 	}
 	var st NodeState
 	if *row[0] == "t" {
@@ -220,7 +247,7 @@ func (m *monitor) check(cfg *config.Config) (NodeState, bool, error) {
 	if row[5] != nil {
 		st.UpstreamPort, _ = strconv.Atoi(*row[5])
 	}
-	return st, false, nil
+	return st, checkTransient, nil
 }
 
 // parseLSN parses "16/B374D848".

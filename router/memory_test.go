@@ -1,0 +1,100 @@
+package router
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"pgwrt/internal/pglab"
+	"pgwrt/router/wire"
+)
+
+// rawLogin logs in through pgwrt with a bare socket (no client library, so
+// the measurement below sees only pgwrt's memory) and leaves the session
+// idle at ReadyForQuery.
+func rawLogin(tb testing.TB, addr string) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keys := []string{"user", "database"}
+	c.Write(wire.AppendStartup(nil, keys, map[string]string{"user": pglab.AppUser, "database": pglab.AppDatabase}))
+	rd := wire.Reader{R: c}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		m, err := rd.Read()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		switch m.Type {
+		case 'R':
+			if m.Body[3] == 3 {
+				p, s := wire.Begin(nil, 'p')
+				p = wire.AppendString(p, pglab.AppPassword)
+				c.Write(wire.Finish(p, s))
+			}
+		case 'E':
+			tb.Fatal(wire.ParseError(m.Body))
+		case 'Z':
+			c.SetDeadline(time.Time{})
+			return c
+		}
+	}
+}
+
+func heapAndStacks() uint64 {
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// BenchmarkMemoryPerSession measures what one connected, idle client costs
+// pgwrt beyond its preallocated slot buffers (goroutines, session state,
+// the backend connection's state), and what one idle cached backend
+// connection costs. Reported as custom metrics; b.N is not used.
+func BenchmarkMemoryPerSession(b *testing.B) {
+	c := shared(&testing.T{})
+	if c == nil {
+		b.Skip("no cluster")
+	}
+	cfg := labConfig(c)
+	cfg.MaxClients = 64
+	cfg.MaxPool = 64
+	tr := startRouter(b, cfg)
+	const n = 40
+	// warm up: first logins fill caches (SCRAM keys, password verification)
+	for i := 0; i < 2; i++ {
+		rawLogin(b, tr.addr).Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	tr.closeIdle(nil)
+	base := heapAndStacks()
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		conns = append(conns, rawLogin(b, tr.addr))
+	}
+	time.Sleep(200 * time.Millisecond)
+	withSessions := heapAndStacks()
+	for _, cn := range conns {
+		cn.Write(wire.AppendTerminate(nil))
+		cn.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.pools.stats().Idle < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	withIdle := heapAndStacks()
+	tr.closeIdle(nil)
+	time.Sleep(100 * time.Millisecond)
+	after := heapAndStacks()
+	perSession := float64(int64(withSessions)-int64(base)) / n
+	perIdle := float64(int64(withIdle)-int64(after)) / n
+	b.ReportMetric(perSession, "B/session")
+	b.ReportMetric(perIdle, "B/idle-backend")
+	b.ReportMetric(float64(2*cfg.BufferSize), "B/slot-buffers")
+	b.Logf("per connected session (beyond slot buffers): %.0f B; per idle cached backend: %.0f B; slot buffers: %d B", perSession, perIdle, 2*cfg.BufferSize)
+}
