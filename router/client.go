@@ -80,6 +80,7 @@ func (r *Router) serveConn(c net.Conn) {
 		return
 	}
 	defer r.slots.release(sl)
+	c.SetDeadline(time.Now().Add(clientLoginTimeout)) // for authentication
 	s := &session{r: r, conn: c, slot: sl, st: st, user: st.Params["user"], db: st.Params["database"], atBoundary: true}
 	if s.db == "" {
 		s.db = s.user
@@ -205,6 +206,9 @@ func (s *session) serve(cfg *config.Config) error {
 		}
 	}
 
+	// Holding for a primary can take failover_wait: no client deadline
+	// while the client has nothing to say (relayAuth sets its own).
+	s.conn.SetDeadline(time.Time{})
 	be, fresh, err := s.acquireBackend(cfg, lp, allowIdle)
 	if err != nil {
 		return err
@@ -254,6 +258,8 @@ func (s *session) askPassword() (string, error) {
 // relayAuth passes a backend's authentication request to the client and
 // returns its answer (method trust without a stored password).
 func (s *session) relayAuth(typ byte, body []byte) ([]byte, error) {
+	s.conn.SetDeadline(time.Now().Add(clientLoginTimeout))
+	defer s.conn.SetDeadline(time.Time{})
 	msg, st := wire.Begin(nil, typ)
 	msg = append(msg, body...)
 	if _, err := s.conn.Write(wire.Finish(msg, st)); err != nil {

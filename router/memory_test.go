@@ -57,10 +57,7 @@ func heapAndStacks() uint64 {
 // the backend connection's state), and what one idle cached backend
 // connection costs. Reported as custom metrics; b.N is not used.
 func BenchmarkMemoryPerSession(b *testing.B) {
-	c := shared(&testing.T{})
-	if c == nil {
-		b.Skip("no cluster")
-	}
+	c := shared(b)
 	cfg := labConfig(c)
 	cfg.MaxClients = 64
 	cfg.MaxPool = 64

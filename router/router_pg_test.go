@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -28,7 +29,7 @@ var (
 
 // shared returns one cluster (primary + 2 standbys) for the tests that do
 // not change its roles. TestMain stops it.
-func shared(t *testing.T) *pglab.Cluster {
+func shared(t testing.TB) *pglab.Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
@@ -432,14 +433,61 @@ func TestPromotion(t *testing.T) {
 	if s := tr.pools.stats(); s.Idle == 0 {
 		t.Fatalf("nothing cached: %+v", s)
 	}
+	// A second router that will not wait long for a primary.
+	impatient := labConfig(c)
+	impatient.FailoverWait = config.Duration(700 * time.Millisecond)
+	tri := startRouter(t, impatient)
+	bound := tr.connect(t) // a session bound to the old primary
+
 	old, next := c.Nodes[0], c.Nodes[1]
 	if err := old.StopFast(); err != nil {
 		t.Fatal(err)
 	}
+	// The bound session ends with an error, not a hang.
+	if _, err := bound.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("session on a stopped primary still answers")
+	} else {
+		t.Logf("session bound to the stopped primary got: %v", err)
+	}
+	waitNoPrimary := time.Now().Add(5 * time.Second)
+	for tr.Topology().Primary >= 0 || tri.Topology().Primary >= 0 {
+		if time.Now().After(waitNoPrimary) {
+			t.Fatal("stopped primary still chosen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// No primary: held, then 57P03.
+	start := time.Now()
+	_, err := pgx.Connect(ctx, tri.dsn(pglab.AppUser, pglab.AppPassword, pglab.AppDatabase))
+	if pgCode(err) != "57P03" {
+		t.Fatalf("want 57P03 without a primary, got %v", err)
+	}
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Fatalf("57P03 after %s, before failover_wait", d)
+	}
+	// A client held during the failover gets the new primary.
+	held := make(chan error, 1)
+	go func() {
+		cn, err := pgx.Connect(ctx, tr.dsn(pglab.AppUser, pglab.AppPassword, pglab.AppDatabase))
+		if err == nil {
+			var port int
+			err = cn.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port)
+			if err == nil && port != next.Port {
+				err = fmt.Errorf("held client landed on port %d", port)
+			}
+			cn.Close(ctx)
+		}
+		held <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
 	if err := next.Promote(); err != nil {
 		t.Fatal(err)
 	}
 	promoted := time.Now()
+	if err := <-held; err != nil {
+		t.Fatalf("held client: %v", err)
+	}
+	t.Logf("held client released %s after promotion", time.Since(promoted).Round(time.Millisecond))
 	p := waitPrimary(t, tr.Router, next.Name, cfg.HealthCheckPeriod.D()+time.Second)
 	conn := tr.connect(t)
 	if got := serverPort(t, conn); got != next.Port {
