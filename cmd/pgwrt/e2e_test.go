@@ -155,8 +155,15 @@ func startPgwrt(t testing.TB, config string) *pgwrtProc {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return startPgwrtArgs(t, bin, "run", "-c", path)
+}
+
+// startPgwrtArgs runs the pgwrt binary with args until the test ends and
+// waits until it accepts logins.
+func startPgwrtArgs(t testing.TB, bin string, args ...string) *pgwrtProc {
+	t.Helper()
 	p := &pgwrtProc{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "-c", path)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
