@@ -6,14 +6,20 @@ import (
 	"net"
 	"net/http"
 
-	"pgwrt/config"
 	"pgwrt/router"
 )
 
-// startHTTP serves /status (JSON), /metrics (Prometheus) and /healthz on
-// http_listen, if set.
-func startHTTP(cfg *config.Config, r *router.Router, log *slog.Logger) *http.Server {
-	if cfg.HTTPListen == "" {
+// httpServer serves /status (JSON), /metrics (Prometheus) and /healthz on
+// http_listen. A nil *httpServer is "off".
+type httpServer struct {
+	addr string
+	srv  *http.Server
+}
+
+// startHTTP starts the server on addr, or returns nil when addr is empty
+// or cannot be listened on (that is logged; the pooler runs without it).
+func startHTTP(addr string, r *router.Router, log *slog.Logger) *httpServer {
+	if addr == "" {
 		return nil
 	}
 	mux := http.NewServeMux()
@@ -33,12 +39,27 @@ func startHTTP(cfg *config.Config, r *router.Router, log *slog.Logger) *http.Ser
 		}
 		w.Write([]byte("ok\n"))
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPListen)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		log.Error("cannot listen for http", "http_listen", cfg.HTTPListen, "error", err)
+		log.Error("cannot listen for http", "http_listen", addr, "error", err)
 		return nil
 	}
-	hs := &http.Server{Handler: mux}
-	go hs.Serve(ln)
+	hs := &httpServer{addr: addr, srv: &http.Server{Handler: mux}}
+	go hs.srv.Serve(ln)
 	return hs
+}
+
+// moveTo restarts the server on addr after a reload changed http_listen.
+func (hs *httpServer) moveTo(addr string, r *router.Router, log *slog.Logger) *httpServer {
+	if hs != nil && hs.addr == addr {
+		return hs
+	}
+	hs.close()
+	return startHTTP(addr, r, log)
+}
+
+func (hs *httpServer) close() {
+	if hs != nil {
+		hs.srv.Close()
+	}
 }

@@ -2,25 +2,33 @@
 // streaming-replication (Patroni) cluster with SQL and forwards clients to
 // it through memory-bounded slots.
 //
-//	pgwrt run   -c /etc/pgwrt/pgwrt.toml | --uci /etc/config/pgwrt
-//	pgwrt check -c FILE | --uci FILE
+//	pgwrt run    -c /etc/pgwrt/pgwrt.toml | --uci /etc/config/pgwrt
+//	pgwrt check  -c FILE | --uci FILE
+//	pgwrt status [--json] [--http ADDR | -c FILE | --uci FILE]
 //	pgwrt version
+//
+// The life of "pgwrt run" (daemon.go): load and validate the config; take
+// the client listener (the sockets systemd passes, or listen itself); start
+// the router (monitors, janitor) and the accept loops; serve /status,
+// /metrics and /healthz on http_listen (http.go); tell systemd READY=1.
+// Then SIGHUP reloads (RELOADING=1 … READY=1; a bad config is logged and
+// the old one keeps running), and SIGINT/SIGTERM cancel the context:
+// STOPPING=1, the listeners close, sessions end with 57P01, exit 0.
+//
+// Under procd (OpenWrt) nothing of systemd happens: procd passes no
+// sockets and sets no NOTIFY_SOCKET. A build with -tags nosystemd leaves
+// the systemd code out altogether (sd.go, sd_stub.go).
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"pgwrt/config"
-	"pgwrt/router"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -32,9 +40,11 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, `usage:
-  pgwrt run   (-c FILE.toml | --uci FILE)   run the pooler
-  pgwrt check (-c FILE.toml | --uci FILE)   validate a config and exit
-  pgwrt version                             print the version
+  pgwrt run    (-c FILE.toml | --uci FILE)   run the pooler
+  pgwrt check  (-c FILE.toml | --uci FILE)   validate a config and exit
+  pgwrt status [--json] [--http HOST:PORT | -c FILE.toml | --uci FILE]
+                                             show the running pooler's nodes
+  pgwrt version                              print the version
 `)
 }
 
@@ -59,23 +69,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("pgwrt "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tomlPath := fs.String("c", "", "TOML config file")
-	uciPath := fs.String("uci", "", "UCI config file (OpenWrt)")
+	var src configSource
+	src.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	load := func() (*config.Config, error) {
-		switch {
-		case *tomlPath != "" && *uciPath != "":
-			return nil, errors.New("give -c or --uci, not both")
-		case *uciPath != "":
-			return config.LoadUCI(*uciPath)
-		case *tomlPath != "":
-			return config.LoadTOML(*tomlPath)
-		}
-		return nil, errors.New("no config file: give -c FILE.toml or --uci FILE")
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pgwrt %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
 	}
-	cfg, err := load()
+	cfg, err := src.load()
 	if err != nil {
 		fmt.Fprintln(stderr, strings.TrimSpace(err.Error()))
 		return 1
@@ -84,49 +87,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok (%d backends)\n", cfg.Source, len(cfg.Backends))
 		return 0
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ln, err := router.Listen(cfg)
-	if err != nil {
-		log.Error("cannot listen", "listen", cfg.Listen, "error", err)
-		return 1
-	}
-	r := router.New(cfg, log)
-	r.Start()
-	log.Info("pgwrt started", "version", version, "listen", ln.Addr().String(), "backends", len(cfg.Backends), "max_clients", cfg.MaxClients)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			ncfg, err := load()
-			if err != nil {
-				log.Error("reload failed; keeping the running config", "error", strings.ReplaceAll(err.Error(), "\n", "; "))
-				continue
-			}
-			if err := r.Reload(ncfg); err != nil {
-				log.Error("reload failed; keeping the running config", "error", err)
-				continue
-			}
-			nl := newLogger(stderr, ncfg.LogLevel)
-			_ = nl
-		}
-	}()
-	if hs := startHTTP(cfg, r, log); hs != nil {
-		defer hs.Close()
-	}
-	err = r.Serve(ctx, ln)
-	r.Close()
-	if err != nil {
-		log.Error("listener failed", "error", err)
-		return 1
-	}
-	log.Info("pgwrt stopped")
-	return 0
+	return runDaemon(cfg, src.load, stderr)
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+// configSource is where the config comes from: -c FILE.toml or --uci FILE.
+type configSource struct {
+	toml, uci string
+}
+
+func (s *configSource) flags(fs *flag.FlagSet) {
+	fs.StringVar(&s.toml, "c", "", "TOML config file")
+	fs.StringVar(&s.uci, "uci", "", "UCI config file (OpenWrt)")
+}
+
+func (s *configSource) given() bool { return s.toml != "" || s.uci != "" }
+
+// load reads and validates the config; reload calls it again.
+func (s *configSource) load() (*config.Config, error) {
+	switch {
+	case s.toml != "" && s.uci != "":
+		return nil, errors.New("give -c or --uci, not both")
+	case s.uci != "":
+		return config.LoadUCI(s.uci)
+	case s.toml != "":
+		return config.LoadTOML(s.toml)
+	}
+	return nil, errors.New("no config file: give -c FILE.toml or --uci FILE")
 }
