@@ -8,6 +8,7 @@
 //	pgwrt-lab follow [-dir DIR] NODE PRIMARY          repoint a standby
 //	pgwrt-lab down [-dir DIR]                        stop everything, remove the files
 //	pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-out FILE.md]  pgbench direct vs through pgwrt (own cluster)
+//	pgwrt-lab demo [-pgwrt PATH] [-plain]              cluster, pgwrt, client load, a switchover, what the clients saw (own cluster)
 //
 // DIR defaults to $PGWRT_LAB_DIR, else pgwrt-lab under the temporary
 // directory. NODE is a node name (pg0, pg1, ...) or its index. It is not
@@ -44,7 +45,8 @@ const usage = `usage:
   pgwrt-lab promote|stop|start|kill|freeze|thaw [-dir DIR] NODE
   pgwrt-lab follow [-dir DIR] NODE PRIMARY
   pgwrt-lab down [-dir DIR]
-  pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-out FILE.md]`
+  pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-out FILE.md]
+  pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]`
 
 func defaultDir() string {
 	if d := os.Getenv("PGWRT_LAB_DIR"); d != "" {
@@ -58,8 +60,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New(usage)
 	}
 	cmd, args := args[0], args[1:]
-	if cmd == "bench" {
+	switch cmd {
+	case "bench":
 		return bench(args, stdout, stderr)
+	case "demo":
+		return demo(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("pgwrt-lab "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
