@@ -110,6 +110,8 @@ type Error struct {
 	Op   string // "connect" or "write"
 	Code string // SQLSTATE; "" for a network error, "timeout" for a hang
 	Msg  string
+	// ConnAt is, for a write, when its connection was established.
+	ConnAt time.Time
 }
 
 func (e Error) String() string {
@@ -125,19 +127,23 @@ type Client struct {
 	ID   int
 	Mode Mode
 
-	Acks     []Ack
-	Errors   []Error
-	Calls    int
-	Conns    int           // connections opened
-	MaxGap   time.Duration // longest time between two acknowledged writes (pauses excluded)
-	GapEnd   time.Time     // when that gap ended
-	MaxCall  time.Duration // longest single call
-	CallAt   time.Time     // when it started
-	CallOp   string
-	ReadOnly bool // some write got 25006 (read-only transaction)
-	Hangs    int  // calls that ran into CallTimeout
+	Acks    []Ack
+	Errors  []Error
+	Calls   int
+	Conns   int           // connections opened
+	MaxGap  time.Duration // longest time between two acknowledged writes (pauses excluded)
+	GapEnd  time.Time     // when that gap ended
+	MaxCall time.Duration // longest single call
+	CallAt  time.Time     // when it started
+	CallOp  string
+	// MaxWrite and MaxConnect are the longest write and connect calls.
+	MaxWrite, MaxConnect time.Duration
+	ReadOnly             bool // some write got 25006 (read-only transaction)
+	Hangs                int  // calls that ran into CallTimeout
 	// SlowCalls lists calls longer than SlowCall.
 	SlowCalls []Error
+
+	connAt time.Time // when the current connection was established
 }
 
 // SlowCall is the duration from which a call counts as a stall.
@@ -149,6 +155,8 @@ type Run struct {
 	cfg     *pgx.ConnConfig
 	clients []*Client
 	stop    chan struct{}
+	ctx     context.Context // cancelled by Stop: calls in progress end
+	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
@@ -193,6 +201,7 @@ func Start(opt Options) (*Run, error) {
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	r := &Run{opt: opt, cfg: cfg, stop: make(chan struct{}), resumed: make(chan struct{}), parkCh: make(chan struct{}, opt.Clients), started: time.Now()}
 	close(r.resumed)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for i := 0; i < opt.Clients; i++ {
 		c := &Client{ID: opt.FirstID + i, Mode: opt.Mode}
 		r.clients = append(r.clients, c)
@@ -267,6 +276,7 @@ func (r *Run) Stop() *Result {
 	case <-r.stop:
 	default:
 		close(r.stop)
+		r.cancel()
 	}
 	r.wg.Wait()
 	return &Result{Clients: r.clients, Start: r.started, End: time.Now()}
@@ -331,6 +341,7 @@ func (r *Run) runClient(c *Client, i int) {
 				continue
 			}
 			conn = cn
+			c.connAt = time.Now()
 		}
 		if !r.sleep(time.Until(next)) {
 			return
@@ -368,13 +379,25 @@ func closeConn(c *pgx.Conn) {
 // Error.
 func (r *Run) call(c *Client, op string, began time.Time, err error) {
 	took := time.Since(began)
+	if err != nil && r.ctx.Err() != nil {
+		return // ended by Stop, not by the server
+	}
 	c.Calls++
 	if took > c.MaxCall {
 		c.MaxCall, c.CallAt, c.CallOp = took, began, op
 	}
+	if op == "write" && took > c.MaxWrite {
+		c.MaxWrite = took
+	}
+	if op == "connect" && took > c.MaxConnect {
+		c.MaxConnect = took
+	}
 	var e *Error
 	if err != nil {
 		e = &Error{At: began, Took: took, Op: op, Msg: err.Error()}
+		if op == "write" {
+			e.ConnAt = c.connAt
+		}
 		var pe *pgconn.PgError
 		var ne net.Error
 		switch {
@@ -402,7 +425,7 @@ func (r *Run) call(c *Client, op string, began time.Time, err error) {
 }
 
 func (r *Run) connect(c *Client) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opt.CallTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.opt.CallTimeout)
 	defer cancel()
 	began := time.Now()
 	cn, err := pgx.ConnectConfig(ctx, r.cfg.Copy())
@@ -414,7 +437,7 @@ func (r *Run) connect(c *Client) (*pgx.Conn, error) {
 }
 
 func (r *Run) write(c *Client, conn *pgx.Conn, seq int) (Ack, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opt.CallTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.opt.CallTimeout)
 	defer cancel()
 	began := time.Now()
 	var node string

@@ -94,3 +94,30 @@ func TestLogWatch(t *testing.T) {
 		t.Fatal("info not enabled")
 	}
 }
+
+func TestRuns(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(spec ...any) []event {
+		var out []event
+		for i := 0; i < len(spec); i += 2 {
+			out = append(out, event{spec[i].(string), at(spec[i+1].(int))})
+		}
+		return out
+	}
+	// A clean handover: one run each, nothing flagged.
+	rs, over, ret := runs(ev("a", 0, "a", 10, "b", 500, "b", 510))
+	if len(rs) != 2 || len(over) != 0 || len(ret) != 0 {
+		t.Fatalf("handover: %v %v %v", rs, over, ret)
+	}
+	// Two writers: a and b interleave without a pause.
+	_, over, ret = runs(ev("a", 0, "b", 5, "a", 10, "b", 15))
+	if len(over) == 0 || len(ret) != 0 {
+		t.Fatalf("interleaved: %v %v", over, ret)
+	}
+	// A handover back after pauses: a return, not two writers.
+	_, over, ret = runs(ev("a", 0, "b", 1000, "b", 1100, "a", 3000))
+	if len(over) != 0 || len(ret) != 1 {
+		t.Fatalf("return: %v %v", over, ret)
+	}
+}

@@ -25,8 +25,15 @@ type Check struct {
 	Rows    int      // rows in the table on the final primary
 	Lost    []string // "client/seq" acknowledged but missing
 	Windows []Window // one per node, by First
-	// Overlaps names pairs of nodes whose windows overlap: two writers.
+	// Runs are the stretches of writes by one node, in time order: a
+	// handover from one primary to the next starts a new run.
+	Runs []Window
+	// Overlaps names nodes whose writes interleave: two writers at once.
 	Overlaps []string
+	// Returns names nodes that wrote again after another node had taken
+	// over, with a pause in between: a handover back, which is not two
+	// writers at once but loses whatever the other node took.
+	Returns []string
 }
 
 // OK reports no lost row and a single writer at a time.
@@ -46,15 +53,22 @@ func (c *Check) String() string {
 		}
 		lost = " [" + strings.Join(l, " ") + "]"
 	}
-	return fmt.Sprintf("%d acked, %d rows, %d lost%s; writers: %s; overlaps: %d %s",
-		c.Acked, c.Rows, len(c.Lost), lost, strings.Join(ws, ", "), len(c.Overlaps), strings.Join(c.Overlaps, "; "))
+	out := fmt.Sprintf("%d acked, %d rows, %d lost%s; writers: %s", c.Acked, c.Rows, len(c.Lost), lost, strings.Join(ws, ", "))
+	if len(c.Overlaps) > 0 {
+		out += "; TWO WRITERS: " + strings.Join(c.Overlaps, "; ")
+	}
+	if len(c.Returns) > 0 {
+		out += "; returns: " + strings.Join(c.Returns, "; ")
+	}
+	return out
 }
 
 // Verify reads the table on the final primary (dsn should point straight at
 // it) and checks res against it: every acknowledged (client, seq) present,
-// and the nodes' write windows, from the rows and from the
-// acknowledgements, disjoint.
-func Verify(ctx context.Context, dsn, table string, res *Result) (*Check, error) {
+// and the writes, from the rows and from the acknowledgements, by one node
+// at a time. name turns the node column (a port) into a node's name for
+// the messages; nil keeps it.
+func Verify(ctx context.Context, dsn, table string, res *Result, name func(string) string) (*Check, error) {
 	if table == "" {
 		table = "ledger"
 	}
@@ -69,6 +83,7 @@ func Verify(ctx context.Context, dsn, table string, res *Result) (*Check, error)
 	}
 	type key struct{ client, seq int }
 	have := make(map[key]bool)
+	var events []event
 	win := make(map[string]*Window)
 	widen := func(node string, at time.Time) *Window {
 		w := win[node]
@@ -94,6 +109,7 @@ func Verify(ctx context.Context, dsn, table string, res *Result) (*Check, error)
 		}
 		have[k] = true
 		widen(node, at).Rows++
+		events = append(events, event{node, at})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -105,12 +121,74 @@ func Verify(ctx context.Context, dsn, table string, res *Result) (*Check, error)
 			ck.Acked++
 			if !have[key{c.ID, a.Seq}] {
 				ck.Lost = append(ck.Lost, fmt.Sprintf("%d/%d@%s", c.ID, a.Seq, a.Node))
+				events = append(events, event{a.Node, a.ServerAt})
 			}
 			widen(a.Node, a.ServerAt).Acked++
 		}
 	}
-	ck.Windows, ck.Overlaps = windows(win)
+	if name != nil {
+		named := make(map[string]*Window, len(win))
+		for k, w := range win {
+			w.Node = name(k)
+			named[w.Node] = w
+		}
+		win = named
+		for i := range events {
+			events[i].node = name(events[i].node)
+		}
+	}
+	ck.Windows, _ = windows(win)
+	ck.Runs, ck.Overlaps, ck.Returns = runs(events)
 	return ck, nil
+}
+
+type event struct {
+	node string
+	at   time.Time
+}
+
+// HandoverGap is the least pause in the writes that tells a handover from
+// one primary to another from two primaries writing at once. At 20 writes a
+// client a second, writes by one primary come milliseconds apart; a
+// handover costs at least the time the pooler needs to see it.
+const HandoverGap = 200 * time.Millisecond
+
+// runs cuts the writes, in time order, into stretches by one node. A node
+// that writes again after another node has written (A, B, A) either
+// interleaves with it, when no pause of HandoverGap separates the stretches
+// (two writers), or came back after a real handover (a return).
+func runs(evs []event) (rs []Window, overlaps, returns []string) {
+	sort.Slice(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
+	for _, e := range evs {
+		if n := len(rs); n > 0 && rs[n-1].Node == e.node {
+			rs[n-1].Last = e.at
+			rs[n-1].Rows++
+			continue
+		}
+		rs = append(rs, Window{Node: e.node, First: e.at, Last: e.at, Rows: 1})
+	}
+	seen := map[string]int{} // node -> index of its last run
+	for i, r := range rs {
+		j, ok := seen[r.Node]
+		seen[r.Node] = i
+		if !ok {
+			continue
+		}
+		paused := false
+		for k := j; k < i; k++ {
+			if rs[k+1].First.Sub(rs[k].Last) >= HandoverGap {
+				paused = true
+			}
+		}
+		desc := fmt.Sprintf("%s wrote until %s, %s from %s, then %s again from %s", r.Node,
+			rs[j].Last.Format("15:04:05.000"), rs[j+1].Node, rs[j+1].First.Format("15:04:05.000"), r.Node, r.First.Format("15:04:05.000"))
+		if paused {
+			returns = append(returns, desc)
+		} else {
+			overlaps = append(overlaps, desc)
+		}
+	}
+	return rs, overlaps, returns
 }
 
 // windows sorts the windows by start and names every overlapping pair.
