@@ -207,7 +207,7 @@ func (e *Env) Finish(ctx context.Context, o *Outcome, l *Load, final string) {
 	if final != "" {
 		n, _ := e.Node(final)
 		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ck, err := Verify(vctx, n.DSN, l.table, res, e.NameOf)
+		ck, err := VerifyNamed(vctx, n.DSN, l.table, res, e.NameOf)
 		cancel()
 		if err != nil {
 			o.Fail("verify on %s: %v", final, err)

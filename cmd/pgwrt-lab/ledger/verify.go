@@ -66,9 +66,14 @@ func (c *Check) String() string {
 // Verify reads the table on the final primary (dsn should point straight at
 // it) and checks res against it: every acknowledged (client, seq) present,
 // and the writes, from the rows and from the acknowledgements, by one node
-// at a time. name turns the node column (a port) into a node's name for
-// the messages; nil keeps it.
-func Verify(ctx context.Context, dsn, table string, res *Result, name func(string) string) (*Check, error) {
+// at a time.
+func Verify(ctx context.Context, dsn, table string, res *Result) (*Check, error) {
+	return VerifyNamed(ctx, dsn, table, res, nil)
+}
+
+// VerifyNamed is Verify with name turning the node column (a port) into a
+// node's name in the Check; nil keeps it.
+func VerifyNamed(ctx context.Context, dsn, table string, res *Result, name func(string) string) (*Check, error) {
 	if table == "" {
 		table = "ledger"
 	}
