@@ -27,6 +27,11 @@ func runDaemon(cfg *config.Config, load func() (*config.Config, error), stderr i
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// From here on SIGHUP no longer kills: one that comes while starting
+	// up is a reload once started.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	lns, err := clientListeners(cfg, log)
 	if err != nil {
@@ -62,9 +67,6 @@ func runDaemon(cfg *config.Config, load func() (*config.Config, error), stderr i
 		return true
 	})
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
