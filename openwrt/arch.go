@@ -18,6 +18,14 @@ import (
 	"sort"
 )
 
+// RouterTags are the build tags of every OpenWrt build of ./cmd/pgwrt
+// (openwrt.mk's OPENWRT_TAGS and the feed Makefile's GO_PKG_TAGS; tests
+// keep them in step): nosystemd drops the systemd integration, notoml the
+// TOML config reader. Together with the small HTTP status server they
+// take the mipsel_24kc binary from 7.8 MB to 5.3 MB. cmd/pgwrt's
+// deps_test.go guards what such a build may link.
+const RouterTags = "nosystemd,notoml"
+
 // Arch is one OpenWrt package architecture (the Architecture: field of an
 // .ipk and the name opkg matches against its arch list) and the Go settings
 // that build for it.

@@ -43,7 +43,7 @@ type crossBin struct {
 }
 
 // crossBinary returns ./cmd/pgwrt built for the OpenWrt arch name with the
-// flags of openwrt.mk, building it once per test run. With
+// flags and tags of openwrt.mk, building it once per test run. With
 // PGWRT_CROSS_DIST=dir (e.g. the dist/ of "make cross") it uses
 // dir/<arch>/pgwrt instead when that exists. Skipped with -short.
 func crossBinary(t *testing.T, name string) crossBin {
@@ -69,7 +69,7 @@ func crossBinary(t *testing.T, name string) crossBin {
 	}
 	out := filepath.Join(crossDir, name, "pgwrt")
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+testVersion, "-o", out, "./cmd/pgwrt")
+	cmd := exec.Command("go", "build", "-tags", RouterTags, "-trimpath", "-ldflags", "-s -w -X main.version="+testVersion, "-o", out, "./cmd/pgwrt")
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), a.Env()...)
 	if b, err := cmd.CombinedOutput(); err != nil {

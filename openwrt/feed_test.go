@@ -32,6 +32,7 @@ test-info:
 	@echo 'section=$$(strip $$(SECTION)) category=$$(strip $$(CATEGORY))'
 	@echo 'conffiles=$$(strip $$(Package/$(1)/conffiles))'
 	@echo 'go_pkg=$$(GO_PKG) build_pkg=$$(GO_PKG_BUILD_PKG) ldflags_x=$$(GO_PKG_LDFLAGS_X)'
+	@echo 'tags=$$(GO_PKG_TAGS)'
 	@echo 'proto=$$(PKG_SOURCE_PROTO) url=$$(PKG_SOURCE_URL) version=$$(PKG_SOURCE_VERSION)'
 test-prepare:
 	$$(Build/Prepare)
@@ -113,6 +114,7 @@ func TestFeedMakefileInstall(t *testing.T) {
 		"conffiles=/etc/config/pgwrt",
 		"go_pkg=pgwrt build_pkg=pgwrt/cmd/pgwrt ldflags_x=main.version=0.1.0-r1",
 		"proto= url= version=", // a local tree: nothing to download
+		"tags=" + RouterTags,
 	} {
 		if !strings.Contains(info, want+"\n") {
 			t.Errorf("feed Makefile info lacks %q:\n%s", want, info)

@@ -28,7 +28,7 @@ func TestDefaultConfigPassesCheck(t *testing.T) {
 		}
 	}
 	bin := filepath.Join(t.TempDir(), "pgwrt")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/pgwrt")
+	build := exec.Command("go", "build", "-tags", RouterTags, "-o", bin, "./cmd/pgwrt")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/pgwrt: %v\n%s", err, out)

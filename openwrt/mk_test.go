@@ -52,7 +52,7 @@ func TestMakeCrossMatchesArchTable(t *testing.T) {
 		}
 		arch := strings.TrimSuffix(strings.TrimPrefix(w[o+1], "d/"), "/pgwrt")
 		builds[arch] = w
-		if !strings.Contains(line, ` -trimpath -ldflags "-s -w -X main.version=1.2.3" `) || !strings.HasSuffix(line, " ./cmd/pgwrt") {
+		if !strings.Contains(line, ` build -tags `+RouterTags+` -trimpath -ldflags "-s -w -X main.version=1.2.3" `) || !strings.HasSuffix(line, " ./cmd/pgwrt") {
 			t.Errorf("%s: %q lacks openwrt.mk's flags", arch, line)
 		}
 	}

@@ -47,6 +47,9 @@ OPENWRT_GOENV_aarch64_cortex-a53 := GOARCH=arm64
 OPENWRT_GOENV_x86_64 := GOARCH=amd64 GOAMD64=v1
 
 OPENWRT_LDFLAGS = -s -w -X main.version=$(VERSION)
+# Build tags of the router builds (openwrt.RouterTags in openwrt/arch.go;
+# a test keeps them in step): no systemd integration, no TOML config.
+OPENWRT_TAGS := nosystemd,notoml
 
 OPENWRT_CROSS := $(addprefix cross-,$(OPENWRT_ARCHES))
 OPENWRT_IPK := $(addprefix ipk-,$(OPENWRT_ARCHES))
@@ -57,7 +60,7 @@ cross: $(OPENWRT_CROSS)
 
 $(OPENWRT_CROSS): cross-%:
 	@mkdir -p $(DIST)/$*
-	CGO_ENABLED=0 GOOS=linux $(OPENWRT_GOENV_$*) $(GO) build -trimpath -ldflags "$(OPENWRT_LDFLAGS)" -o $(DIST)/$*/pgwrt ./cmd/pgwrt
+	CGO_ENABLED=0 GOOS=linux $(OPENWRT_GOENV_$*) $(GO) build -tags $(OPENWRT_TAGS) -trimpath -ldflags "$(OPENWRT_LDFLAGS)" -o $(DIST)/$*/pgwrt ./cmd/pgwrt
 	@printf '%-60s %9d bytes\n' $(DIST)/$*/pgwrt $$(wc -c < $(DIST)/$*/pgwrt)
 
 ipk: cross $(OPENWRT_IPK)

@@ -16,8 +16,11 @@
 // STOPPING=1, the listeners close, sessions end with 57P01, exit 0.
 //
 // Under procd (OpenWrt) nothing of systemd happens: procd passes no
-// sockets and sets no NOTIFY_SOCKET. A build with -tags nosystemd leaves
-// the systemd code out altogether (sd.go, sd_stub.go).
+// sockets and sets no NOTIFY_SOCKET.
+//
+// Build tags for small builds (the OpenWrt packages use both, see
+// routerTags in deps_test.go): nosystemd leaves out the systemd code
+// (sd.go, sd_stub.go), notoml the TOML config (toml.go, toml_stub.go).
 package main
 
 import (
@@ -110,7 +113,7 @@ func (s *configSource) load() (*config.Config, error) {
 	case s.uci != "":
 		return config.LoadUCI(s.uci)
 	case s.toml != "":
-		return config.LoadTOML(s.toml)
+		return loadTOML(s.toml)
 	}
 	return nil, errors.New("no config file: give -c FILE.toml or --uci FILE")
 }
