@@ -46,4 +46,10 @@ demo: build deps
 clean:
 	rm -rf pgwrt dist
 
+# The failover scenarios of issue 3 on a fresh Patroni + etcd cluster, with
+# pgwrt in front and ledger clients writing through it (about 6 minutes).
+.PHONY: failover-report
+failover-report:
+	$(GO) run ./cmd/pgwrt-lab failover-report $(FAILOVER_FLAGS)
+
 include openwrt/openwrt.mk

@@ -9,6 +9,7 @@
 //	pgwrt-lab down [-dir DIR]                        stop everything, remove the files
 //	pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-out FILE.md]  pgbench direct vs through pgwrt (own cluster)
 //	pgwrt-lab demo [-pgwrt PATH] [-plain]              cluster, pgwrt, client load, a switchover, what the clients saw (own cluster)
+//	pgwrt-lab failover-report [-out FILE.md]           issue 3's failover scenarios on Patroni, one table (own cluster)
 //
 // DIR defaults to $PGWRT_LAB_DIR, else pgwrt-lab under the temporary
 // directory. NODE is a node name (pg0, pg1, ...) or its index. It is not
@@ -46,7 +47,8 @@ const usage = `usage:
   pgwrt-lab follow [-dir DIR] NODE PRIMARY
   pgwrt-lab down [-dir DIR]
   pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-out FILE.md]
-  pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]`
+  pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]
+  pgwrt-lab failover-report [-clients 10] [-etcd-outage 60s] [-freeze 20s] [-only NAME,...] [-out FILE.md] [-keep] [-v]`
 
 func defaultDir() string {
 	if d := os.Getenv("PGWRT_LAB_DIR"); d != "" {
@@ -65,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return bench(args, stdout, stderr)
 	case "demo":
 		return demo(args, stdout, stderr)
+	case "failover-report":
+		return failoverReport(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("pgwrt-lab "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
