@@ -1,12 +1,16 @@
 package openwrt
 
 import (
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"pgwrt/config"
 )
 
 // TestDefaultConfigPassesCheck runs "pgwrt check --uci" (a host build of
@@ -39,5 +43,22 @@ func TestDefaultConfigPassesCheck(t *testing.T) {
 	}
 	if !strings.Contains(string(out), ": ok (3 backends)") {
 		t.Errorf("pgwrt check --uci %s: %s", shipped, out)
+	}
+}
+
+// TestDefaultConfigServesStatus: the shipped config turns the status server
+// on, on loopback only: "pgwrt status" and the LuCI page need /status, and
+// nothing outside the router should reach it unasked.
+func TestDefaultConfigServesStatus(t *testing.T) {
+	cfg, err := config.LoadUCI(filepath.Join(repoRoot, "openwrt", "files", "pgwrt.config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, err := net.SplitHostPort(cfg.HTTPListen)
+	if err != nil {
+		t.Fatalf("http_listen %q: %v", cfg.HTTPListen, err)
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		t.Errorf("http_listen %q is not a loopback address", cfg.HTTPListen)
 	}
 }

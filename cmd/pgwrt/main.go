@@ -64,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
+	case "status":
+		return status(args, stdout, stderr)
 	case "run", "check":
 	default:
 		fmt.Fprintf(stderr, "pgwrt: unknown command %q\n", cmd)
