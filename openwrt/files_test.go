@@ -13,14 +13,11 @@ import (
 	"pgwrt/config"
 )
 
-// TestDefaultConfigPassesCheck runs "pgwrt check --uci" (a host build of
-// ./cmd/pgwrt) on the /etc/config/pgwrt the package installs, including
+// TestDefaultConfigPassesCheck runs "pgwrt check --uci" (a host router
+// build of ./cmd/pgwrt) on the /etc/config/pgwrt the package installs, including
 // enabled and nofile, the options only the init script reads: the daemon's
 // loader checks and skips them.
 func TestDefaultConfigPassesCheck(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds ./cmd/pgwrt; skipped with -short")
-	}
 	shipped := filepath.Join(repoRoot, "openwrt", "files", "pgwrt.config")
 	b, err := os.ReadFile(shipped)
 	if err != nil {
@@ -31,13 +28,7 @@ func TestDefaultConfigPassesCheck(t *testing.T) {
 			t.Errorf("%s: no option %s in config pgwrt 'main'", shipped, opt)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "pgwrt")
-	build := exec.Command("go", "build", "-tags", RouterTags, "-o", bin, "./cmd/pgwrt")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/pgwrt: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "check", "--uci", shipped).CombinedOutput()
+	out, err := exec.Command(hostRouterBinary(t), "check", "--uci", shipped).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pgwrt check --uci %s: %v\n%s", shipped, err, out)
 	}

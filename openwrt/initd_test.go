@@ -143,6 +143,7 @@ func startCalls(nofile string) []string {
 		"procd_set_param [stderr] [1]",
 		"procd_set_param [file] [/etc/config/pgwrt]",
 		"procd_set_param [reload_signal] [HUP]",
+		"procd_set_param [term_timeout] [10]",
 		"procd_set_param [limits] [nofile=" + nofile + " " + nofile + "]",
 		"procd_close_instance",
 	}
@@ -170,6 +171,11 @@ func TestInitScriptStartService(t *testing.T) {
 		{"nofile 8192", "config pgwrt 'main'\n\toption nofile '8192'\n", startCalls("8192")},
 		{"nofile garbage", "config pgwrt 'main'\n\toption nofile '4096; reboot'\n", startCalls("4096")},
 		{"nofile negative", "config pgwrt 'main'\n\toption nofile '-1'\n", startCalls("4096")},
+		{"nofile 0", "config pgwrt 'main'\n\toption nofile '0'\n", startCalls("4096")},
+		{"nofile 1048576", "config pgwrt 'main'\n\toption nofile '1048576'\n", startCalls("1048576")},
+		{"nofile too many", "config pgwrt 'main'\n\toption nofile '1048577'\n", startCalls("4096")},
+		{"nofile huge", "config pgwrt 'main'\n\toption nofile '99999999999999999999'\n", startCalls("4096")},
+		{"nofile leading zeros", "config pgwrt 'main'\n\toption nofile '0064'\n", startCalls("0064")},
 		{"enabled in another section", "config backend 'main2'\n\toption enabled '0'\n", startCalls("4096")},
 	} {
 		for _, sh := range shells(t) {
