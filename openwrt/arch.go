@@ -5,8 +5,9 @@
 //
 // The packaging itself lives next to this file: files/ (the default
 // /etc/config/pgwrt), pgwrt/ (the SDK feed Makefile), openwrt.mk (make cross,
-// make ipk) and ipk/ (the .ipk writer used by cmd/pgwrt-ipk). The procd init
-// script is ../init.d/pgwrt.
+// make ipk), ipk/ (the .ipk writer used by cmd/pgwrt-ipk) and
+// luci-app-pgwrt/ (the LuCI status page and its rpcd plugin, built with the
+// luci feed). The procd init script is ../init.d/pgwrt.
 package openwrt
 
 import (
