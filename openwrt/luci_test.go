@@ -95,6 +95,98 @@ func TestLuCIAppFiles(t *testing.T) {
 	}
 }
 
+// viewHarness runs a LuCI view under node with just enough of LuCI
+// stubbed (E, _, String.format, view, rpc, poll, dom, cbi_update_table):
+// it renders the view file argv[1] with the status argv[2] (JSON) and prints the page's text, the
+// poll interval and the rpc declaration as JSON.
+const viewHarness = `
+const fs = require('fs');
+const src = fs.readFileSync(process.argv[1], 'utf8');
+const status = JSON.parse(process.argv[2]);
+function E(tag, attrs, children) {
+	if (children === undefined && (attrs === null || typeof attrs !== 'object' || Array.isArray(attrs))) { children = attrs; attrs = {}; }
+	let kids = [].concat(children === undefined ? [] : children);
+	if (Array.isArray(tag)) { kids = tag.concat(kids); tag = 'fragment'; }
+	return { tag: tag, attrs: attrs || {}, children: kids };
+}
+function text(n) {
+	if (n == null) return '';
+	if (typeof n !== 'object') return String(n);
+	return n.children.map(text).join(n.tag === 'tr' || n.tag === 'p' ? ' | ' : ' ') + (n.tag === 'tr' ? '\n' : '');
+}
+String.prototype.format = function() {
+	let i = 0; const args = arguments;
+	return this.replace(/%([dst])/g, function(m, t) { const a = args[i++]; return t === 't' ? a + 's' : String(a); });
+};
+let polled = null, declared = null;
+const view = { extend: function(o) { return o; } };
+const rpc = { declare: function(d) { declared = d; return function() { return Promise.resolve(status); }; } };
+const poll = { add: function(fn, n) { polled = n; } };
+const dom = { content: function(node, c) { node.children = [c]; } };
+function cbi_update_table(table, rows, placeholder) {
+	table.children = table.children.slice(0, 1).concat(rows.length
+		? rows.map(function(r) { return E('tr', {}, r.map(function(c) { return E('td', {}, [c]); })); })
+		: [placeholder]);
+}
+const v = new Function('view', 'dom', 'poll', 'rpc', 'E', '_', 'cbi_update_table', src)(
+	view, dom, poll, rpc, E, function(s) { return s; }, cbi_update_table);
+const page = v.render(status);
+console.log(JSON.stringify({ text: text(page), poll: polled, declared: declared }));
+`
+
+// TestLuCIStatusView renders the status page under node with LuCI stubbed,
+// for a healthy cluster and for a failed status call.
+func TestLuCIStatusView(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	view, err := filepath.Abs(filepath.Join(luciApp, "htdocs/luci-static/resources/view/pgwrt/status.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(status string) (text string, poll int) {
+		t.Helper()
+		out, err := exec.Command(node, "-e", viewHarness, view, status).CombinedOutput()
+		if err != nil {
+			t.Fatalf("render %s: %v\n%s", status, err, out)
+		}
+		var r struct {
+			Text     string
+			Poll     int
+			Declared struct{ Object, Method string }
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if r.Declared.Object != "pgwrt" || r.Declared.Method != "status" {
+			t.Errorf("declared %+v", r.Declared)
+		}
+		return r.Text, r.Poll
+	}
+	text, poll := render(`{"epoch":3,"primary":"node2","slots_in_use":2,"max_clients":32,"sessions":2,"backends_open":3,"backends_idle":1,
+		"nodes":[{"name":"node1","host":"192.168.9.11","port":5432,"up":true,"role":"standby","replication_lag_bytes":2048,"timeline":4,"last_status_change":"2026-01-02T03:04:05Z"},
+		{"name":"node2","host":"fd00::12","port":5432,"up":true,"role":"primary","replication_lag_bytes":-1,"timeline":4,"last_status_change":"0001-01-01T00:00:00Z"},
+		{"name":"node3","host":"192.168.9.13","port":5432,"up":false,"role":"unknown","replication_lag_bytes":-1,"timeline":0,"last_error":"connection refused"}]}`)
+	for _, want := range []string{
+		"Primary | node2", "Client slots in use | 2 / 32", "3 open, 1 idle",
+		"node1 | 192.168.9.11:5432 | standby | yes | 2.0 KiB | 4 |",
+		"node2 | [fd00::12]:5432 | primary | yes | - | 4 | - | -",
+		"node3 | 192.168.9.13:5432 | unknown | no | - | - | - | connection refused",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("page lacks %q:\n%s", want, text)
+		}
+	}
+	if poll != 5 {
+		t.Errorf("polls every %d s, want 5", poll)
+	}
+	text, _ = render(`{"error":"cannot reach pgwrt at 127.0.0.1:5480"}`)
+	if !strings.Contains(text, "Cannot read the status of pgwrt: cannot reach pgwrt at 127.0.0.1:5480") || !strings.Contains(text, "No data") {
+		t.Errorf("error page:\n%s", text)
+	}
+}
+
 // TestRPCDPlugin runs the rpcd exec plugin as rpcd does ("list", then
 // "call status" with the arguments on stdin), under /bin/sh and busybox
 // ash, with a stand-in pgwrt first on PATH.
