@@ -94,9 +94,9 @@ func runDaemon(cfg *config.Config, load func() (*config.Config, error), stderr i
 		pending--
 	}
 	stop()
+	<-reloaded // a reload under way ends (and says READY=1) first; hs is ours again
 	sdStopping()
 	log.Info("pgwrt stopping")
-	<-reloaded // no reload runs past this point; hs is ours again
 	r.Close()
 	hs.close()
 	for ; pending > 0; pending-- {
