@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -414,7 +415,19 @@ func (p *Patroni) FreezePrimary(ctx context.Context) *Outcome {
 	}
 	p.Finish(ctx, o, ld, final)
 	if o.Check != nil && len(o.Check.Lost) > 0 {
-		o.Note("%d acknowledged rows missing: Patroni failed over to an asynchronous standby that had not received them (not the pooler's doing)", len(o.Check.Lost))
+		// Acknowledged rows can go missing here without the pooler's help:
+		// Patroni has no watchdog in the lab, so nothing fences the frozen
+		// node, and when its Patroni wakes up it may take the leader key
+		// back and rewind the node that led meanwhile.
+		by := []string{}
+		for n, k := range o.Check.LostBy {
+			by = append(by, fmt.Sprintf("%d acknowledged by %s", k, n))
+		}
+		why := "an asynchronous standby took over without them"
+		if final == leader.Name {
+			why = fmt.Sprintf("after the thaw Patroni made the frozen %s leader again and rewound the node that had led meanwhile (no watchdog fences a frozen primary)", leader.Name)
+		}
+		o.Note("%d acknowledged rows are not on the final primary %s (%s): %s; the pooler had sent each write to the only primary it could see", len(o.Check.Lost), final, strings.Join(by, ", "), why)
 	}
 	bound := p.HealthCheckTimeout + p.HealthCheckPeriod + time.Second
 	if o.LongestWrite > bound {

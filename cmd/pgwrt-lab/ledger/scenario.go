@@ -222,6 +222,9 @@ func (e *Env) Finish(ctx context.Context, o *Outcome, l *Load, final string) {
 		for _, r := range o.Check.Returns {
 			o.Note("handover back: %s", r)
 		}
+		if n := len(o.Check.RowOverlaps); n > 0 && len(o.Check.Overlaps) == 0 {
+			o.Note("unacknowledged rows interleave with another node's %d times (statements that ran on an old primary after the pooler had closed their connections; e.g. %s)", n, o.Check.RowOverlaps[0])
+		}
 	}
 }
 

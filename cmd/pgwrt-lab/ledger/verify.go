@@ -21,15 +21,23 @@ type Window struct {
 
 // Check is what Verify found.
 type Check struct {
-	Acked   int      // acknowledged writes
-	Rows    int      // rows in the table on the final primary
-	Lost    []string // "client/seq" acknowledged but missing
-	Windows []Window // one per node, by First
+	Acked   int            // acknowledged writes
+	Rows    int            // rows in the table on the final primary
+	Lost    []string       // "client/seq@node" acknowledged but missing
+	LostBy  map[string]int // lost rows by the node that acknowledged them
+	Windows []Window       // one per node, by First
 	// Runs are the stretches of writes by one node, in time order: a
 	// handover from one primary to the next starts a new run.
 	Runs []Window
-	// Overlaps names nodes whose writes interleave: two writers at once.
+	// Overlaps names nodes whose acknowledged writes interleave: two
+	// writers at once behind the pooler.
 	Overlaps []string
+	// RowOverlaps is the same for every row in the table, acknowledged or
+	// not. A statement sent to a primary that then hung (SIGSTOP) runs when
+	// the node wakes up, even if the pooler closed the connection meanwhile;
+	// if the node is still a primary then, its row lands among the new
+	// primary's. Only fencing prevents that, which is Patroni's job.
+	RowOverlaps []string
 	// Returns names nodes that wrote again after another node had taken
 	// over, with a pause in between: a handover back, which is not two
 	// writers at once but loses whatever the other node took.
@@ -60,6 +68,9 @@ func (c *Check) String() string {
 	if len(c.Returns) > 0 {
 		out += "; returns: " + strings.Join(c.Returns, "; ")
 	}
+	if len(c.RowOverlaps) > 0 && len(c.Overlaps) == 0 {
+		out += fmt.Sprintf("; unacknowledged rows interleave %d times", len(c.RowOverlaps))
+	}
 	return out
 }
 
@@ -88,7 +99,7 @@ func VerifyNamed(ctx context.Context, dsn, table string, res *Result, name func(
 	}
 	type key struct{ client, seq int }
 	have := make(map[key]bool)
-	var events []event
+	var events, acks []event
 	win := make(map[string]*Window)
 	widen := func(node string, at time.Time) *Window {
 		w := win[node]
@@ -120,12 +131,14 @@ func VerifyNamed(ctx context.Context, dsn, table string, res *Result, name func(
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ck := &Check{Rows: len(have)}
+	ck := &Check{Rows: len(have), LostBy: map[string]int{}}
 	for _, c := range res.Clients {
 		for _, a := range c.Acks {
 			ck.Acked++
+			acks = append(acks, event{a.Node, a.ServerAt})
 			if !have[key{c.ID, a.Seq}] {
 				ck.Lost = append(ck.Lost, fmt.Sprintf("%d/%d@%s", c.ID, a.Seq, a.Node))
+				ck.LostBy[a.Node]++
 				events = append(events, event{a.Node, a.ServerAt})
 			}
 			widen(a.Node, a.ServerAt).Acked++
@@ -138,12 +151,21 @@ func VerifyNamed(ctx context.Context, dsn, table string, res *Result, name func(
 			named[w.Node] = w
 		}
 		win = named
+		lostBy := map[string]int{}
+		for k, n := range ck.LostBy {
+			lostBy[name(k)] += n
+		}
+		ck.LostBy = lostBy
 		for i := range events {
 			events[i].node = name(events[i].node)
 		}
+		for i := range acks {
+			acks[i].node = name(acks[i].node)
+		}
 	}
 	ck.Windows, _ = windows(win)
-	ck.Runs, ck.Overlaps, ck.Returns = runs(events)
+	ck.Runs, ck.RowOverlaps, _ = runs(events)
+	_, ck.Overlaps, ck.Returns = runs(acks)
 	return ck, nil
 }
 
