@@ -1,8 +1,9 @@
 package main
 
-// The status server on http_listen: GET /status (JSON, what "pgwrt status"
-// and LuCI read), /metrics (Prometheus text) and /healthz (200 while a
-// primary is known, else 503).
+// The status server on http_listen: GET /status (JSON, what LuCI reads
+// through "pgwrt status --json"), /status.txt (the table "pgwrt status"
+// prints), /metrics (Prometheus text) and /healthz (200 while a primary is
+// known, else 503).
 //
 // It is a small HTTP/1.0 responder on a plain net.Listener, not net/http:
 // one request per connection, no keep-alive, no request bodies. net/http's
@@ -141,6 +142,12 @@ func (hs *httpServer) route(method, path string) (code int, ctype string, body [
 			return 500, text, []byte(err.Error() + "\n")
 		}
 		return 200, "application/json", append(b, '\n')
+	case "/status.txt":
+		// The table of "pgwrt status", rendered here so that the command
+		// needs no JSON decoder (190 KB of a mipsle binary).
+		var b bytes.Buffer
+		printStatus(&b, hs.r.Status(), time.Now())
+		return 200, text, b.Bytes()
 	case "/metrics":
 		var b bytes.Buffer
 		hs.r.Metrics().WritePrometheus(&b)
@@ -151,7 +158,7 @@ func (hs *httpServer) route(method, path string) (code int, ctype string, body [
 		}
 		return 200, text, []byte("ok\n")
 	case "/":
-		return 200, text, []byte("pgwrt " + version + ": /status /metrics /healthz\n")
+		return 200, text, []byte("pgwrt " + version + ": /status /status.txt /metrics /healthz\n")
 	}
 	return 404, text, []byte("not found\n")
 }

@@ -45,16 +45,31 @@ pg3   [fd00::13]:6432    yes  standby  3.0 MiB  3         5m0s ago  -
 	}
 }
 
-// fakeStatusServer answers /status with code and body.
+// fakeStatusServer answers /status with code and body, and /status.txt
+// with code and the table of body (when it is a status).
 func fakeStatusServer(t *testing.T, code int, body string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/status" || r.Method != "GET" {
+		if r.Method != "GET" {
 			http.NotFound(w, r)
 			return
 		}
-		w.WriteHeader(code)
-		fmt.Fprint(w, body)
+		switch r.URL.Path {
+		case "/status":
+			w.WriteHeader(code)
+			fmt.Fprint(w, body)
+		case "/status.txt":
+			var st router.Status
+			if json.Unmarshal([]byte(body), &st) != nil {
+				w.WriteHeader(code)
+				fmt.Fprint(w, body)
+				return
+			}
+			w.WriteHeader(code)
+			printStatus(w, st, time.Now())
+		default:
+			http.NotFound(w, r)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
@@ -127,6 +142,7 @@ func TestStatusErrors(t *testing.T) {
 		{"refused", refused.Addr().String(), "cannot reach pgwrt at " + refused.Addr().String()},
 		{"503", fakeStatusServer(t, 503, "no primary\n"), "503 Service Unavailable: no primary"},
 		{"not json", fakeStatusServer(t, 200, "<html>"), "not a pgwrt status"},
+		{"404", fakeStatusServer(t, 404, "not found"), "404 Not Found: not found"},
 		{"bad addr", "localhost", `"localhost" is not HOST:PORT`},
 	} {
 		code, out, errs := runStatus("--json", "--http", tc.addr)
@@ -147,5 +163,10 @@ func TestStatusAgainstServer(t *testing.T) {
 	code, out, errs := runStatus("--http", hs.ln.Addr().String())
 	if code != 0 || !strings.HasPrefix(out, "primary:  none") || !strings.Contains(out, "\npg1   127.0.0.1:1  no ") {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runStatus("--json", "--http", hs.ln.Addr().String())
+	var st router.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 1 || st.Nodes[0].Name != "pg1" {
+		t.Errorf("--json: exit %d\n%s%s", code, out, errs)
 	}
 }
