@@ -72,7 +72,9 @@ func dialBackend(ctx context.Context, cfg *config.Config, cache *scram.Cache, no
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	b := &backend{conn: c, node: node, addr: addr, params: make(map[string]string), created: time.Now()}
 	err = b.login(cache, lp)
-	if !stop() && err == nil {
+	if !stop() {
+		// The context ended (primary changed, or out of time): say so
+		// rather than the i/o timeout it caused.
 		err = ctx.Err()
 	}
 	if err != nil {

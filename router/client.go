@@ -329,7 +329,11 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 			}
 			// The primary did not answer: recheck the topology at once and
 			// wait for news, within failover_wait.
-			r.log.Warn("cannot reach the primary", "node", prim.Name, "error", err)
+			if errors.Is(err, context.Canceled) {
+				r.log.Debug("primary changed during a login; trying again", "node", prim.Name)
+			} else {
+				r.log.Warn("cannot reach the primary", "node", prim.Name, "error", err)
+			}
 			r.pokeMonitors()
 			if held.IsZero() {
 				held = time.Now()
@@ -349,6 +353,9 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 		be.key = key
 		be.epoch = t.Epoch
 		r.metrics.dialed.Inc()
+		if !held.IsZero() {
+			r.log.Info("held client released", "user", s.user, "held", time.Since(held).Round(time.Millisecond).String())
+		}
 		return be, true, nil
 	}
 }

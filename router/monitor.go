@@ -34,9 +34,10 @@ type monitor struct {
 	name string
 	addr string
 
-	mu   sync.Mutex
-	conn *backend
-	wake chan struct{}
+	mu      sync.Mutex
+	conn    *backend
+	waiting bool // in waitNext: a poke may interrupt the read
+	wake    chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
@@ -51,8 +52,10 @@ func (m *monitor) poke() {
 	case m.wake <- struct{}{}:
 	default:
 	}
+	// Interrupt the wait between checks, never a check in progress: a
+	// check cut short would read as a timeout and mark a healthy node down.
 	m.mu.Lock()
-	if m.conn != nil {
+	if m.conn != nil && m.waiting {
 		m.conn.conn.SetReadDeadline(time.Now())
 	}
 	m.mu.Unlock()
@@ -155,8 +158,22 @@ func (m *monitor) waitNext(cfg *config.Config, failing bool) {
 		return
 	}
 	rd := wire.Reader{R: b.conn, Max: 64 << 10}
+	defer func() {
+		m.mu.Lock()
+		m.waiting = false
+		m.mu.Unlock()
+	}()
 	for time.Now().Before(until) {
+		m.mu.Lock()
+		select {
+		case <-m.wake:
+			m.mu.Unlock()
+			return
+		default:
+		}
+		m.waiting = true
 		b.conn.SetReadDeadline(until)
+		m.mu.Unlock()
 		msg, err := rd.Read()
 		if err != nil {
 			var ne interface{ Timeout() bool }
