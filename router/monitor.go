@@ -38,8 +38,8 @@ type monitor struct {
 	conn    *backend
 	waiting bool // in waitNext: a poke may interrupt the read
 	wake    chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newMonitor(r *Router, b config.Backend) *monitor {
