@@ -385,7 +385,7 @@ func (r *Router) publishLocked() {
 			r.holdStart = time.Time{}
 		}
 		r.log.Info("primary changed", attrs...)
-		go r.onPrimaryChange(t, oldName)
+		go r.onPrimaryChange(oldName)
 	}
 }
 

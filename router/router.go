@@ -34,6 +34,7 @@ type Router struct {
 	verified map[string]verified
 
 	topoMu    sync.Mutex // guards nodes, monitors, holdStart and publishing
+	changeMu  sync.Mutex // serialises onPrimaryChange
 	nodes     []NodeState
 	monitors  []*monitor
 	holdStart time.Time
@@ -188,10 +189,15 @@ func (r *Router) backendFailed(be *backend, err error) {
 // onPrimaryChange enforces "nothing stays open that points at a node that is
 // not the primary": idle backends to other nodes are closed, and sessions
 // bound to them get 57P01 and are closed so their pools reconnect.
-func (r *Router) onPrimaryChange(t *Topology, oldName string) {
+func (r *Router) onPrimaryChange(oldName string) {
+	// Changes can come in quick succession (primary → none → new primary);
+	// these run one at a time and act on the topology as it is now, so a
+	// late run for "none" cannot end sessions already on the new primary.
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.metrics.failovers.Inc()
 	newName := ""
-	if p := t.PrimaryNode(); p != nil {
+	if p := r.Topology().PrimaryNode(); p != nil {
 		newName = p.Name
 	}
 	n := r.closeIdle(func(b *backend) bool { return b.node != newName })
