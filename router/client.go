@@ -209,14 +209,26 @@ func (s *session) serve(cfg *config.Config) error {
 	// Holding for a primary can take failover_wait: no client deadline
 	// while the client has nothing to say (relayAuth sets its own).
 	s.conn.SetDeadline(time.Time{})
-	be, fresh, err := s.acquireBackend(cfg, lp, allowIdle)
-	if err != nil {
-		return err
+	var be *backend
+	for {
+		b, fresh, err := s.acquireBackend(cfg, lp, allowIdle)
+		if err != nil {
+			return err
+		}
+		if method == "password" && fresh {
+			r.rememberPassword(s.user, lp.password)
+		}
+		s.setBackend(b)
+		// If the primary moved while we were getting b, the change handler
+		// may have looked at the sessions before b was ours: check again
+		// now that it is visible to it.
+		if p := r.Topology().PrimaryNode(); p != nil && p.Name == b.node {
+			be = b
+			break
+		}
+		s.setBackend(nil)
+		r.release(b, false)
 	}
-	if method == "password" && fresh {
-		r.rememberPassword(s.user, lp.password)
-	}
-	s.setBackend(be)
 	s.conn.SetDeadline(time.Time{})
 	if err := s.handover(be); err != nil {
 		r.release(be, false)
