@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -115,9 +116,9 @@ type qemuProcess struct {
 // This is the hook for running the router builds against real PostgreSQL:
 // start one with "run --uci FILE" (a UCI file whose listen and backend
 // ports are the test's free loopback ports), wait for the listener, and
-// send queries through it with pgx, exactly as for a native build.
-// TODO: such a test (mipsel_24kc and mips_24kc at least, the byte orders
-// differ) once the router package has its PostgreSQL test harness.
+// send queries through it with pgx, exactly as for a native build
+// (TestRouterBuildsAgainstPostgreSQL in pgqemu_test.go). qemu gets SIGKILL
+// from the kernel when the test binary dies, so none is left behind.
 func startUnderQEMU(t *testing.T, name string, args ...string) *qemuProcess {
 	t.Helper()
 	if testing.Short() {
@@ -135,6 +136,7 @@ func startUnderQEMU(t *testing.T, name string, args ...string) *qemuProcess {
 	argv := a.QEMUArgs(qemu, bin.path, args...)
 	p := &qemuProcess{Cmd: exec.Command(argv[0], argv[1:]...), Output: &lockedBuffer{}, Arch: a, Bin: bin}
 	p.Stdout, p.Stderr = p.Output, p.Output
+	p.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.Start(); err != nil {
 		t.Fatalf("%s: %v", strings.Join(argv, " "), err)
 	}
