@@ -40,6 +40,9 @@ type Router struct {
 	holdStart time.Time
 	topo      atomic.Pointer[Topology]
 
+	connMu sync.Mutex
+	conns  map[net.Conn]struct{} // every accepted connection, until it ends
+
 	stopping chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -57,6 +60,7 @@ func New(cfg *config.Config, log *slog.Logger) *Router {
 		sessions: newSessions(),
 		scram:    scram.NewCache(256),
 		verified: make(map[string]verified),
+		conns:    make(map[net.Conn]struct{}),
 		stopping: make(chan struct{}),
 	}
 	rand.Read(r.pepper[:])
@@ -141,8 +145,16 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		backoff = 0
 		r.wg.Add(1)
+		r.connMu.Lock()
+		r.conns[c] = struct{}{}
+		r.connMu.Unlock()
 		go func() {
 			defer r.wg.Done()
+			defer func() {
+				r.connMu.Lock()
+				delete(r.conns, c)
+				r.connMu.Unlock()
+			}()
 			r.serveConn(c)
 		}()
 	}
@@ -163,6 +175,12 @@ func (r *Router) Close() {
 		for _, s := range r.sessions.all() {
 			s.kill(errorf(codeShutdown, "pgwrt is shutting down"))
 		}
+		// Connections still logging in (or silent) do not hold up the stop.
+		r.connMu.Lock()
+		for c := range r.conns {
+			c.SetDeadline(time.Now())
+		}
+		r.connMu.Unlock()
 		r.closeIdle(nil)
 		r.wg.Wait()
 		r.closeIdle(nil)

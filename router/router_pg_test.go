@@ -586,3 +586,21 @@ func TestReload(t *testing.T) {
 	c2 := tr.connect(t)
 	c2.Close(ctx)
 }
+
+// TestCloseWithSilentClient: a client that connected and said nothing does
+// not hold up a stop.
+func TestCloseWithSilentClient(t *testing.T) {
+	c := shared(t)
+	tr := startRouter(t, labConfig(c))
+	nc, err := net.Dial("tcp", tr.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	tr.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %s with a silent client", d)
+	}
+}
