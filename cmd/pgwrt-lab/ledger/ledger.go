@@ -27,9 +27,14 @@
 //  4. Stop ends the clients and returns a Result.
 //  5. Verify compares the Result with the table on the final primary.
 //
-// Watcher (watch.go) samples each node directly, so a scenario can tell when
-// a new primary started to accept writes; LogWatch (logwatch.go) picks the
-// hold times out of pgwrt's log.
+// Around the load: Watcher (watch.go) samples each node directly, so a
+// scenario can tell when a new primary started to accept writes; LogWatch
+// (logwatch.go) picks the hold times out of pgwrt's log; Env (scenario.go)
+// strings them together behind a small Pooler interface, Outcome
+// (outcome.go) is what a scenario found, split into broken contract
+// (Failures) and missed latency goals (Missed); Patroni (patroni.go) holds
+// the scenarios of issue 3 on a patronilab cluster. The router tests and
+// pgwrt-lab failover-report run the same scenario code.
 package ledger
 
 import (
