@@ -228,8 +228,8 @@ func countFailed(outs []*ledger.Outcome) int {
 func failoverMarkdown(header string, outs []*ledger.Outcome) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# pgwrt failover report\n\n%s\n\n", header)
-	b.WriteString("| scenario | errors | longest write gap | resumed | no primary | longest connect | longest write | lost rows | stalls > 1 s | verdict |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | errors | longest write gap | resumed | no primary | held (pgwrt log) | longest connect | longest write | lost rows | stalls > 1 s | verdict |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range outs {
 		lost := "-"
 		if o.Check != nil {
@@ -239,8 +239,8 @@ func failoverMarkdown(header string, outs []*ledger.Outcome) string {
 		if o.Resumed {
 			resumed = o.ResumeAll.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %d | %s |\n", o.Name, o.Summary.Errors,
-			o.Summary.MaxGap.Round(time.Millisecond), resumed, o.NoPrimary.Round(time.Millisecond),
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", o.Name, o.Summary.Errors,
+			o.Summary.MaxGap.Round(time.Millisecond), resumed, o.NoPrimary.Round(time.Millisecond), o.Held.Round(time.Millisecond),
 			o.LongestConnect.Round(time.Millisecond), o.LongestWrite.Round(time.Millisecond), lost, o.Summary.Stalls,
 			strings.ReplaceAll(o.Verdict(), "|", "/"))
 	}

@@ -99,7 +99,7 @@ func (o *Outcome) Text() string {
 func Table(outs []*Outcome) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tERRORS\tLONGEST GAP\tRESUMED\tNO PRIMARY\tLONGEST CONNECT\tLONGEST WRITE\tLOST ROWS\tSTALLS > 1s\tVERDICT")
+	fmt.Fprintln(tw, "SCENARIO\tERRORS\tLONGEST GAP\tRESUMED\tNO PRIMARY / HELD (pgwrt log)\tLONGEST CONNECT\tLONGEST WRITE\tLOST ROWS\tSTALLS > 1s\tVERDICT")
 	for _, o := range outs {
 		lost := "-"
 		if o.Check != nil {
@@ -113,8 +113,8 @@ func Table(outs []*Outcome) string {
 		if o.Summary.Errors > 0 {
 			errs += " (" + codes(o.Summary.Codes) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", o.Name, errs, ms(o.Summary.MaxGap), resumed,
-			ms(o.NoPrimary), ms(o.LongestConnect), ms(o.LongestWrite), lost, o.Summary.Stalls, o.Verdict())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s / %s\t%s\t%s\t%s\t%d\t%s\n", o.Name, errs, ms(o.Summary.MaxGap), resumed,
+			ms(o.NoPrimary), ms(o.Held), ms(o.LongestConnect), ms(o.LongestWrite), lost, o.Summary.Stalls, o.Verdict())
 	}
 	tw.Flush()
 	return b.String()
