@@ -303,7 +303,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 	for {
 		t := r.Topology()
 		prim := t.PrimaryNode()
-		if prim == nil {
+		if prim == nil || prim.Suspect {
 			if held.IsZero() {
 				held = time.Now()
 				r.metrics.held.Inc()

@@ -85,6 +85,7 @@ func (m *monitor) run() {
 		default:
 		}
 		cfg := m.r.config()
+		began := time.Now()
 		st, class, err := m.check(cfg)
 		if err != nil {
 			failures++
@@ -96,7 +97,7 @@ func (m *monitor) run() {
 			m.r.reportDown(m.name, err, down)
 		} else {
 			failures = 0
-			m.r.reportUp(m.name, st)
+			m.r.reportUp(m.name, st, began)
 		}
 		m.waitNext(cfg, failures > 0)
 	}
@@ -195,6 +196,11 @@ func (m *monitor) waitNext(cfg *config.Config, failing bool) {
 			e := wire.ParseError(msg.Body)
 			m.r.log.Info("node closed the health check connection", "node", m.name, "error", e.Message, "sqlstate", e.Code)
 			m.dropConn()
+			if strings.HasPrefix(e.Code, "57P") {
+				// Shutting down (fast shutdown, switchover) or crashed:
+				// down now, not after a re-dial has been refused.
+				m.r.reportDown(m.name, e, true)
+			}
 			return
 		}
 	}
@@ -285,7 +291,7 @@ func parseLSN(s *string) uint64 {
 }
 
 // reportUp records a successful check.
-func (r *Router) reportUp(name string, st NodeState) {
+func (r *Router) reportUp(name string, st NodeState, began time.Time) {
 	r.topoMu.Lock()
 	defer r.topoMu.Unlock()
 	n := r.nodeLocked(name)
@@ -302,7 +308,22 @@ func (r *Router) reportUp(name string, st NodeState) {
 	n.UpstreamHost, n.UpstreamPort = st.UpstreamHost, st.UpstreamPort
 	n.LastCheck = now
 	n.LastError = ""
+	if n.Suspect && began.After(n.suspectAt) {
+		n.Suspect = false
+	}
 	r.publishLocked()
+}
+
+// suspect marks a node whose backend connection just broke; see
+// NodeState.Suspect.
+func (r *Router) suspect(name string) {
+	r.topoMu.Lock()
+	if n := r.nodeLocked(name); n != nil && n.Up {
+		n.Suspect = true
+		n.suspectAt = time.Now()
+		r.publishLocked()
+	}
+	r.topoMu.Unlock()
 }
 
 // reportDown records a failed check; down says whether the node now counts as
@@ -319,6 +340,7 @@ func (r *Router) reportDown(name string, err error, down bool) {
 	if down && n.Up {
 		r.log.Warn("node down", "node", n.Name, "role", n.Role.String(), "error", err)
 		n.Up = false
+		n.Suspect = false
 		n.Role = RoleUnknown
 		n.LastChange = time.Now()
 	} else if !down {

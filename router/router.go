@@ -201,6 +201,12 @@ func (r *Router) pokeMonitors() {
 // may be gone, so the monitors look again now instead of at the next period.
 func (r *Router) backendFailed(be *backend, err error) {
 	r.log.Info("backend connection failed", "node", be.node, "error", err)
+	// Its siblings in the cache may be about to fail too (a shutdown ends
+	// backends one by one): do not hand them out; new logins will tell.
+	r.closeIdle(func(b *backend) bool { return b.node == be.node })
+	// Hold new sessions until the node has answered a check again: in a
+	// shutdown, sessions hear of it before the monitor does.
+	r.suspect(be.node)
 	r.pokeMonitors()
 }
 

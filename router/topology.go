@@ -45,6 +45,12 @@ type NodeState struct {
 	LastChange   time.Time // last change of Up or Role
 	LastError    string
 	Draining     bool // removed from config, sessions still running
+	// Suspect: a backend connection to this node just broke. New sessions
+	// are held (not routed to it) until a check that started after that
+	// answers; existing sessions are left alone (one pg_terminate_backend
+	// must not end them all).
+	Suspect   bool
+	suspectAt time.Time
 }
 
 // Addr is host:port.
