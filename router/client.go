@@ -454,7 +454,9 @@ func (s *session) forward(be *backend) (bool, byte) {
 			if sc.f.typ != 'E' || !sc.f.atBoundary() {
 				s.writeError(errorf(codeBackendLost, "pgwrt: server connection lost"))
 			}
-			s.r.backendFailed(be, err)
+			if !sc.fatal { // a FATAL was reported when it went by
+				s.r.backendFailed(be, err)
+			}
 			s.conn.SetReadDeadline(time.Now())
 		}
 		sdone <- err

@@ -33,6 +33,17 @@ type serverCopier struct {
 	status byte
 	// idle: ReadyForQuery seen and no client message sent since.
 	idle atomic.Bool
+	// fatal: the server sent a FATAL (or PANIC) ErrorResponse.
+	fatal bool
+}
+
+var errServerFatal = errorf(codeBackendLost, "server sent FATAL")
+
+// isFatal reports whether an ErrorResponse body has severity FATAL or PANIC
+// (PostgreSQL sends the severity field first).
+func isFatal(body []byte) bool {
+	return len(body) > 6 && body[0] == 'S' &&
+		(string(body[1:7]) == "FATAL\x00" || string(body[1:7]) == "PANIC\x00")
 }
 
 // run copies until an error; it returns the error that stopped it.
@@ -75,6 +86,13 @@ func (c *serverCopier) run() error {
 				if f.first {
 					b0 = chunk[i]
 					f.first = false
+					if f.typ == 'E' && take == f.remain && isFatal(chunk[i:i+take]) {
+						// The server is ending this connection (shutdown,
+						// crash, terminate): before the client hears of it
+						// and reconnects, stop sending new sessions there.
+						c.s.r.backendFailed(c.be, errServerFatal)
+						c.fatal = true
+					}
 				}
 				if f.typ == 'Z' && b0 != 0 {
 					c.status = b0

@@ -315,3 +315,14 @@ func BenchmarkForwardClientToServer(b *testing.B) {
 }
 
 var _ = errors.New
+
+func TestIsFatal(t *testing.T) {
+	fatal := wire.AppendError(nil, &wire.Error{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"})
+	plain := wire.AppendError(nil, &wire.Error{Severity: "ERROR", Code: "42P01", Message: "no such table"})
+	if !isFatal(fatal[5:]) {
+		t.Error("FATAL not recognised")
+	}
+	if isFatal(plain[5:]) || isFatal([]byte("SFATA")) || isFatal(nil) {
+		t.Error("non-FATAL recognised")
+	}
+}
