@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"pgwrt/cmd/pgwrt-lab/ledger"
+	"pgwrt/cmd/pgwrt-lab/patronilab"
 	"pgwrt/config"
-	"pgwrt/internal/patronilab"
 )
 
 // patroniConfig is a router config in front of a Patroni lab. The health

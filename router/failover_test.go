@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"pgwrt/cmd/pgwrt-lab/ledger"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
-	"pgwrt/internal/pglab"
 )
 
 // The failover contract (design §5, issue 3) on plain streaming replication:

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"pgwrt/cmd/pgwrt-lab/ledger"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
-	"pgwrt/internal/pglab"
 )
 
 // failoverConfig tunes a lab config for ledger loads: room for every

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/internal/pglab"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/router/wire"
 )
 

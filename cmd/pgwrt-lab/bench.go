@@ -24,7 +24,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"pgwrt/internal/pglab"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 )
 
 const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10]

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/internal/pglab"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 )
 
 // Output of PostgreSQL 15's pgbench.

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"pgwrt/cmd/pgwrt-lab/ledger"
+	"pgwrt/cmd/pgwrt-lab/patronilab"
 	"pgwrt/config"
-	"pgwrt/internal/patronilab"
 	"pgwrt/router"
 )
 

@@ -30,7 +30,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"pgwrt/internal/pglab"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 )
 
 func main() {

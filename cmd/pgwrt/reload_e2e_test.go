@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/internal/pglab"
+	"pgwrt/cmd/pgwrt-lab/pglab"
 )
 
 // waitLog waits until the daemon's log matches re.
