@@ -42,6 +42,13 @@ type testRouter struct {
 // startRouter runs a Router for the test and waits until it knows a primary.
 func startRouter(t testing.TB, cfg *config.Config) *testRouter {
 	t.Helper()
+	return startRouterLog(t, cfg, func(h slog.Handler) slog.Handler { return h }, slog.LevelWarn)
+}
+
+// startRouterLog is startRouter with the log handler wrapped by wrap, at
+// level (PGWRT_TEST_LOG=1: debug).
+func startRouterLog(t testing.TB, cfg *config.Config, wrap func(slog.Handler) slog.Handler, level slog.Level) *testRouter {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -49,11 +56,10 @@ func startRouter(t testing.TB, cfg *config.Config) *testRouter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lvl := slog.LevelWarn
 	if os.Getenv("PGWRT_TEST_LOG") != "" {
-		lvl = slog.LevelDebug
+		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(wrap(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})))
 	r := New(cfg, log)
 	r.Start()
 	ctx, cancel := context.WithCancel(context.Background())

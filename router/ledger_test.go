@@ -6,9 +6,7 @@ package router
 // ledger.Env with a Watcher on every node.
 
 import (
-	"context"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"testing"
@@ -33,31 +31,12 @@ func failoverConfig(cfg *config.Config) *config.Config {
 // LogWatch (at info level, so that hold times are seen).
 func startLoggedRouter(t testing.TB, cfg *config.Config) (*testRouter, *ledger.LogWatch) {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	ln, err := Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lvl := slog.LevelInfo
-	if os.Getenv("PGWRT_TEST_LOG") != "" {
-		lvl = slog.LevelDebug
-	}
-	lw := ledger.NewLogWatch(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: lvl}))
-	r := New(cfg, slog.New(lw))
-	r.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		r.Close()
-		<-done
-	})
-	waitPrimary(t, r, "", 30*time.Second)
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	return &testRouter{Router: r, addr: ln.Addr().String(), host: host, port: port}, lw
+	var lw *ledger.LogWatch
+	tr := startRouterLog(t, cfg, func(h slog.Handler) slog.Handler {
+		lw = ledger.NewLogWatch(h)
+		return lw
+	}, slog.LevelInfo)
+	return tr, lw
 }
 
 // pooler is the ledger's view of a test router.
