@@ -229,7 +229,6 @@ func (s *session) serve(cfg *config.Config) error {
 		s.setBackend(nil)
 		r.release(b, false)
 	}
-	s.conn.SetDeadline(time.Time{})
 	if err := s.handover(be); err != nil {
 		r.release(be, false)
 		s.setBackend(nil)
