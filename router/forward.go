@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"strings"
 	"sync/atomic"
-
-	"pgwrt/router/wire"
 )
 
 // framer follows message boundaries in a byte stream without buffering
@@ -256,5 +254,3 @@ func isShowPoolNodes(body []byte) bool {
 	f := strings.Fields(q)
 	return len(f) == 2 && strings.EqualFold(f[0], "show") && strings.EqualFold(f[1], "pool_nodes")
 }
-
-var _ = wire.ErrMalformed

@@ -2,7 +2,6 @@ package router
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -313,8 +312,6 @@ func BenchmarkForwardClientToServer(b *testing.B) {
 	p.server.Close()
 	p.client.Close()
 }
-
-var _ = errors.New
 
 func TestIsFatal(t *testing.T) {
 	fatal := wire.AppendError(nil, &wire.Error{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"})

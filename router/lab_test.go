@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -125,5 +124,3 @@ func serverPort(t testing.TB, c *pgx.Conn) int {
 	}
 	return port
 }
-
-var _ = io.EOF

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -410,5 +409,3 @@ func (r *Router) publishLocked() {
 		go r.onPrimaryChange(oldName)
 	}
 }
-
-var _ = slog.LevelInfo

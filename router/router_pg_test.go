@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -521,8 +520,6 @@ func TestPromotion(t *testing.T) {
 		cn.Close(ctx)
 	}
 }
-
-var _ = binary.BigEndian
 
 // TestReload adds and removes backends and changes pool sizes with live
 // sessions: nothing is dropped, the new node is monitored, the removed one
