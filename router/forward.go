@@ -2,7 +2,6 @@ package router
 
 import (
 	"encoding/binary"
-	"strings"
 	"sync/atomic"
 )
 
@@ -244,13 +243,54 @@ type backendWriteError struct{ err error }
 func (e *backendWriteError) Error() string { return "write to server: " + e.err.Error() }
 func (e *backendWriteError) Unwrap() error { return e.err }
 
-// isShowPoolNodes matches a Query body "SHOW POOL_NODES[;]\0".
+// isShowPoolNodes matches a Query body "SHOW POOL_NODES[;]\0", any case,
+// any surrounding white space. It allocates nothing: every short simple
+// query passes through it.
 func isShowPoolNodes(body []byte) bool {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return false
 	}
-	q := strings.TrimSpace(string(body[:len(body)-1]))
-	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
-	f := strings.Fields(q)
-	return len(f) == 2 && strings.EqualFold(f[0], "show") && strings.EqualFold(f[1], "pool_nodes")
+	b := body[:len(body)-1]
+	i := skipSpace(b, 0)
+	i, ok := matchWord(b, i, "show")
+	if !ok || i == len(b) || !isSpace(b[i]) {
+		return false
+	}
+	i, ok = matchWord(b, skipSpace(b, i), "pool_nodes")
+	if !ok {
+		return false
+	}
+	i = skipSpace(b, i)
+	if i < len(b) && b[i] == ';' {
+		i = skipSpace(b, i+1)
+	}
+	return i == len(b)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// matchWord matches w (lower case) at b[i:], ignoring ASCII case.
+func matchWord(b []byte, i int, w string) (int, bool) {
+	if len(b)-i < len(w) {
+		return i, false
+	}
+	for j := 0; j < len(w); j++ {
+		c := b[i+j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
+			return i, false
+		}
+	}
+	return i + len(w), true
 }

@@ -323,3 +323,20 @@ func TestIsFatal(t *testing.T) {
 		t.Error("non-FATAL recognised")
 	}
 }
+
+func TestShowPoolNodesMatchAllocs(t *testing.T) {
+	q := []byte("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;\x00")
+	if n := testing.AllocsPerRun(100, func() { isShowPoolNodes(q) }); n != 0 {
+		t.Fatalf("%v allocations per short query", n)
+	}
+	for _, ok := range []string{" \tSHOW\n pool_nodes \x00", "show pool_nodes ; \x00"} {
+		if !isShowPoolNodes([]byte(ok)) {
+			t.Errorf("%q not matched", ok)
+		}
+	}
+	for _, no := range []string{"SHOWpool_nodes\x00", "show pool_nodes;;\x00", "show pool_nodes x\x00", "show\x00"} {
+		if isShowPoolNodes([]byte(no)) {
+			t.Errorf("%q matched", no)
+		}
+	}
+}
