@@ -601,3 +601,44 @@ func TestCloseWithSilentClient(t *testing.T) {
 		t.Fatalf("Close took %s with a silent client", d)
 	}
 }
+
+// TestPoolCapEvictionAndIdleTimeout: at max_backend_connections a new key
+// evicts the least recently used idle backend of another key, and the
+// janitor closes backends idle past server_idle_timeout.
+func TestPoolCapEvictionAndIdleTimeout(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.MaxBackendConnections = 2
+	cfg.MaxPool = 2
+	cfg.ServerIdleTimeout = config.Duration(1500 * time.Millisecond)
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	a, b := tr.connect(t), tr.connect(t)
+	a.Close(ctx)
+	b.Close(ctx)
+	waitStats := func(want poolStats) {
+		t.Helper()
+		end := time.Now().Add(5 * time.Second)
+		for tr.pools.stats() != want {
+			if time.Now().After(end) {
+				t.Fatalf("pool stats %+v, want %+v", tr.pools.stats(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitStats(poolStats{Open: 2, Idle: 2})
+	// Another key (database postgres): the cap is reached, an idle one goes.
+	other, err := pgx.Connect(ctx, tr.dsn(pglab.AppUser, pglab.AppPassword, "postgres"))
+	if err != nil {
+		t.Fatalf("connect with the cap reached: %v", err)
+	}
+	var db string
+	if err := other.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || db != "postgres" {
+		t.Fatalf("db %q err %v", db, err)
+	}
+	waitStats(poolStats{Open: 2, Idle: 1})
+	other.Close(ctx)
+	waitStats(poolStats{Open: 2, Idle: 2})
+	// Idle past server_idle_timeout: closed by the janitor.
+	waitStats(poolStats{Open: 0, Idle: 0})
+}
