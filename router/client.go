@@ -453,7 +453,10 @@ func (s *session) forward(be *backend) (bool, byte) {
 			if sc.f.typ != 'E' || !sc.f.atBoundary() {
 				s.writeError(errorf(codeBackendLost, "pgwrt: server connection lost"))
 			}
-			if !sc.fatal { // a FATAL was reported when it went by
+			// A connection that vanished without a FATAL points at the node
+			// (crash, network); one the server ended with a FATAL was
+			// judged when the FATAL went by.
+			if !sc.fatal {
 				s.r.backendFailed(be, err)
 			}
 			s.conn.SetReadDeadline(time.Now())

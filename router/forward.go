@@ -30,7 +30,8 @@ type serverCopier struct {
 	status byte
 	// idle: ReadyForQuery seen and no client message sent since.
 	idle atomic.Bool
-	// fatal: the server sent a FATAL (or PANIC) ErrorResponse.
+	// fatal: the server sent a FATAL (or PANIC) ErrorResponse; the
+	// connection ends for a reason the server stated.
 	fatal bool
 }
 
@@ -41,6 +42,36 @@ var errServerFatal = errorf(codeBackendLost, "server sent FATAL")
 func isFatal(body []byte) bool {
 	return len(body) > 6 && body[0] == 'S' &&
 		(string(body[1:7]) == "FATAL\x00" || string(body[1:7]) == "PANIC\x00")
+}
+
+// nodeGoingAway reports whether an ErrorResponse body is a FATAL that
+// speaks of the node rather than the session: 57P01 (shutdown, or
+// terminated by an administrator), 57P02 (crash of another backend), 57P03
+// (cannot connect now), or any PANIC. A session's own FATALs (idle
+// timeouts, protocol errors) do not count. It allocates nothing.
+func nodeGoingAway(body []byte) bool {
+	if !isFatal(body) {
+		return false
+	}
+	if string(body[1:7]) == "PANIC\x00" {
+		return true
+	}
+	for len(body) > 1 && body[0] != 0 {
+		typ := body[0]
+		end := 1
+		for end < len(body) && body[end] != 0 {
+			end++
+		}
+		if end == len(body) {
+			return false
+		}
+		if typ == 'C' {
+			c := body[1:end]
+			return len(c) == 5 && string(c[:4]) == "57P0" && c[4] >= '1' && c[4] <= '3'
+		}
+		body = body[end+1:]
+	}
+	return false
 }
 
 // run copies until an error; it returns the error that stopped it.
@@ -84,11 +115,13 @@ func (c *serverCopier) run() error {
 					b0 = chunk[i]
 					f.first = false
 					if f.typ == 'E' && take == f.remain && isFatal(chunk[i:i+take]) {
-						// The server is ending this connection (shutdown,
-						// crash, terminate): before the client hears of it
-						// and reconnects, stop sending new sessions there.
-						c.s.r.backendFailed(c.be, errServerFatal)
 						c.fatal = true
+						if nodeGoingAway(chunk[i : i+take]) {
+							// The node is going away (shutdown, crash):
+							// before the client hears of it and
+							// reconnects, stop sending new sessions there.
+							c.s.r.backendFailed(c.be, errServerFatal)
+						}
 					}
 				}
 				if f.typ == 'Z' && b0 != 0 {

@@ -322,6 +322,18 @@ func TestIsFatal(t *testing.T) {
 	if isFatal(plain[5:]) || isFatal([]byte("SFATA")) || isFatal(nil) {
 		t.Error("non-FATAL recognised")
 	}
+	for code, want := range map[string]bool{"57P01": true, "57P02": true, "57P03": true, "57P05": false, "25P03": false, "08P01": false} {
+		b := wire.AppendError(nil, &wire.Error{Severity: "FATAL", Code: code, Message: "m"})
+		if got := nodeGoingAway(b[5:]); got != want {
+			t.Errorf("%s: nodeGoingAway = %v", code, got)
+		}
+	}
+	if nodeGoingAway(plain[5:]) {
+		t.Error("ERROR counted")
+	}
+	if n := testing.AllocsPerRun(100, func() { nodeGoingAway(fatal[5:]) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
 }
 
 func TestShowPoolNodesMatchAllocs(t *testing.T) {
