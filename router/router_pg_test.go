@@ -642,3 +642,32 @@ func TestPoolCapEvictionAndIdleTimeout(t *testing.T) {
 	// Idle past server_idle_timeout: closed by the janitor.
 	waitStats(poolStats{Open: 0, Idle: 0})
 }
+
+// TestSessionFatalKeepsCache: a FATAL about the session itself
+// (idle_session_timeout, 57P05) neither flushes the idle cache nor makes
+// the node suspect; the client hears the server's own error.
+func TestSessionFatalKeepsCache(t *testing.T) {
+	c := shared(t)
+	tr := startRouter(t, labConfig(c))
+	ctx := context.Background()
+	a, b := tr.connect(t), tr.connect(t)
+	a.Close(ctx)
+	time.Sleep(100 * time.Millisecond)
+	if s := tr.pools.stats(); s.Idle != 1 {
+		t.Fatalf("idle %d, want 1", s.Idle)
+	}
+	if _, err := b.Exec(ctx, "SET idle_session_timeout = '200ms'"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(800 * time.Millisecond)
+	_, err := b.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("session outlived idle_session_timeout")
+	}
+	if s := tr.pools.stats(); s.Idle != 1 {
+		t.Fatalf("idle cache flushed by a session FATAL: %+v", s)
+	}
+	if p := tr.Topology().PrimaryNode(); p == nil || p.Suspect {
+		t.Fatalf("primary suspect after a session FATAL: %+v", p)
+	}
+}
