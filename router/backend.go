@@ -5,9 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -297,13 +295,4 @@ func parseDataRow(body []byte) ([]*string, error) {
 		body = body[l:]
 	}
 	return row, nil
-}
-
-// isNetErr tells socket trouble from PostgreSQL errors.
-func isNetErr(err error) bool {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return false
-	}
-	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, new(net.Error)))
 }

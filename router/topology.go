@@ -44,7 +44,6 @@ type NodeState struct {
 	LastCheck    time.Time
 	LastChange   time.Time // last change of Up or Role
 	LastError    string
-	Draining     bool // removed from config, sessions still running
 	// Suspect: a backend connection to this node just broke. New sessions
 	// are held (not routed to it) until a check that started after that
 	// answers; existing sessions are left alone (one pg_terminate_backend
@@ -88,7 +87,7 @@ func (t *Topology) Changed() <-chan struct{} { return t.changed }
 func choosePrimary(nodes []NodeState) (int, string) {
 	var cands []int
 	for i := range nodes {
-		if nodes[i].Up && nodes[i].Role == RolePrimary && !nodes[i].Draining {
+		if nodes[i].Up && nodes[i].Role == RolePrimary {
 			cands = append(cands, i)
 		}
 	}
