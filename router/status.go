@@ -26,6 +26,9 @@ type NodeStatus struct {
 	Timeline   int       `json:"timeline"`
 	LastChange time.Time `json:"last_status_change"`
 	LastError  string    `json:"last_error,omitempty"`
+	// Suspect: a backend connection to it just broke; new sessions wait
+	// for the next check.
+	Suspect bool `json:"suspect,omitempty"`
 }
 
 // Status reports the current state.
@@ -39,7 +42,7 @@ func (r *Router) Status() Status {
 	}
 	for _, n := range t.Nodes {
 		st.Nodes = append(st.Nodes, NodeStatus{Name: n.Name, Host: n.Host, Port: n.Port, Up: n.Up, Role: n.Role.String(),
-			LagBytes: n.LagBytes, Timeline: n.Timeline, LastChange: n.LastChange, LastError: n.LastError})
+			LagBytes: n.LagBytes, Timeline: n.Timeline, LastChange: n.LastChange, LastError: n.LastError, Suspect: n.Suspect})
 	}
 	return st
 }
