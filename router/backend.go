@@ -20,7 +20,6 @@ type backend struct {
 	conn     net.Conn
 	node     string // backend name (config)
 	addr     string
-	epoch    uint64 // topology epoch when last checked against the primary
 	key      poolKey
 	pid      uint32 // the real BackendKeyData, used only to forward cancels
 	secret   uint32
@@ -30,6 +29,17 @@ type backend struct {
 
 	// intrusive LRU list of idle backends (pools.lru)
 	prev, next *backend
+}
+
+// fitFor reports whether b may serve a session on prim now: it is
+// connected to that node and not past server_lifetime.
+func (b *backend) fitFor(prim *NodeState, cfg *config.Config, now time.Time) bool {
+	return prim != nil && b.node == prim.Name && b.addr == prim.Addr() && !b.expired(cfg, now)
+}
+
+// expired: older than server_lifetime.
+func (b *backend) expired(cfg *config.Config, now time.Time) bool {
+	return cfg.ServerLifetime > 0 && now.Sub(b.created) > cfg.ServerLifetime.D()
 }
 
 func (b *backend) close() {

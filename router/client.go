@@ -362,7 +362,6 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 			continue
 		}
 		be.key = key
-		be.epoch = t.Epoch
 		r.metrics.dialed.Inc()
 		if !held.IsZero() {
 			r.log.Info("held client released", "user", s.user, "held", time.Since(held).Round(time.Millisecond).String())

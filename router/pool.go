@@ -110,13 +110,11 @@ func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowId
 			b := l[len(l)-1]
 			l = l[:len(l)-1]
 			p.lruRemove(b)
-			if b.node != prim.Name || b.addr != prim.Addr() || peekDead(b.conn) ||
-				(cfg.ServerLifetime > 0 && time.Since(b.created) > cfg.ServerLifetime.D()) {
+			if !b.fitFor(prim, cfg, time.Now()) || peekDead(b.conn) {
 				p.open--
 				stale = append(stale, b)
 				continue
 			}
-			b.epoch = t.Epoch
 			if len(l) == 0 {
 				delete(p.idle, key)
 			} else {
@@ -164,16 +162,12 @@ func (p *pools) cancelReservation() {
 func (r *Router) release(b *backend, reusable bool) {
 	p := r.pools
 	cfg := r.config()
-	t := r.Topology()
-	prim := t.PrimaryNode()
-	if reusable && (prim == nil || prim.Name != b.node || prim.Addr() != b.addr || cfg.MaxPool == 0 ||
-		(cfg.ServerLifetime > 0 && time.Since(b.created) > cfg.ServerLifetime.D())) {
+	if reusable && (cfg.MaxPool == 0 || !b.fitFor(r.Topology().PrimaryNode(), cfg, time.Now())) {
 		reusable = false
 	}
 	p.mu.Lock()
 	if reusable && len(p.idle[b.key]) < cfg.MaxPool {
 		b.lastUsed = time.Now()
-		b.epoch = t.Epoch
 		p.idle[b.key] = append(p.idle[b.key], b)
 		p.lruPush(b)
 		p.signalLocked()

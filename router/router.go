@@ -262,8 +262,7 @@ func (r *Router) janitor() {
 		cfg := r.config()
 		now := time.Now()
 		r.closeIdle(func(b *backend) bool {
-			return now.Sub(b.lastUsed) > cfg.ServerIdleTimeout.D() ||
-				(cfg.ServerLifetime > 0 && now.Sub(b.created) > cfg.ServerLifetime.D())
+			return now.Sub(b.lastUsed) > cfg.ServerIdleTimeout.D() || b.expired(cfg, now)
 		})
 	}
 }
