@@ -262,7 +262,8 @@ func (r *Router) janitor() {
 		cfg := r.config()
 		now := time.Now()
 		r.closeIdle(func(b *backend) bool {
-			return now.Sub(b.lastUsed) > cfg.ServerIdleTimeout.D() || b.expired(cfg, now)
+			idle := cfg.ServerIdleTimeout > 0 && now.Sub(b.lastUsed) > cfg.ServerIdleTimeout.D()
+			return idle || b.expired(cfg, now)
 		})
 	}
 }

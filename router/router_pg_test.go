@@ -671,3 +671,17 @@ func TestSessionFatalKeepsCache(t *testing.T) {
 		t.Fatalf("primary suspect after a session FATAL: %+v", p)
 	}
 }
+
+// TestIdleTimeoutZeroKeeps: server_idle_timeout = 0 means never, as the
+// config reference says.
+func TestIdleTimeoutZeroKeeps(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.ServerIdleTimeout = 0
+	tr := startRouter(t, cfg)
+	tr.connect(t).Close(context.Background())
+	time.Sleep(2500 * time.Millisecond) // two janitor rounds
+	if s := tr.pools.stats(); s.Idle != 1 {
+		t.Fatalf("idle backend closed with server_idle_timeout = 0: %+v", s)
+	}
+}
