@@ -298,75 +298,76 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.FailoverWait.D())
 	defer cancel()
 	key := makePoolKey(lp.params)
-	held := time.Time{}
+	var held time.Time
+	// wait holds the client until the topology changes (or, with a
+	// period, until the next look), within failover_wait.
+	wait := func(t *Topology, period time.Duration) error {
+		if held.IsZero() {
+			held = time.Now()
+			r.metrics.held.Inc()
+		}
+		var tick <-chan time.Time
+		if period > 0 {
+			tm := time.NewTimer(period)
+			defer tm.Stop()
+			tick = tm.C
+		}
+		select {
+		case <-t.Changed():
+		case <-tick:
+		case <-ctx.Done():
+			return errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
+		case <-r.stopping:
+			return errorf(codeShutdown, "pgwrt is shutting down")
+		}
+		return nil
+	}
 	for {
 		t := r.Topology()
 		prim := t.PrimaryNode()
 		if prim == nil || prim.Suspect {
-			if held.IsZero() {
-				held = time.Now()
-				r.metrics.held.Inc()
+			if err := wait(t, 0); err != nil {
+				return nil, false, err
 			}
-			select {
-			case <-t.Changed():
-				continue
-			case <-ctx.Done():
-				return nil, false, errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
-			case <-r.stopping:
-				return nil, false, errorf(codeShutdown, "pgwrt is shutting down")
-			}
+			continue
 		}
 		be, err = r.checkout(ctx, key, t, allowIdle)
 		if err != nil {
 			return nil, false, err
 		}
-		if be != nil {
-			if err := s.syncParams(be); err != nil {
-				r.release(be, false)
+		fresh = be == nil
+		if fresh {
+			be, err = s.dialPrimary(ctx, cfg, t, lp)
+			if err != nil {
+				r.pools.cancelReservation()
+				var we *wire.Error
+				var pe *pgwrtError
+				if errors.As(err, &we) && !isStartingUp(we) || errors.As(err, &pe) {
+					return nil, false, err // PostgreSQL said no (password, database…): tell the client
+				}
+				// The primary did not answer: recheck the topology at
+				// once and wait for news.
+				if errors.Is(err, context.Canceled) {
+					r.log.Debug("primary changed during a login; trying again", "node", prim.Name)
+				} else {
+					r.log.Warn("cannot reach the primary", "node", prim.Name, "error", err)
+				}
+				r.pokeMonitors()
+				if err := wait(t, cfg.HealthCheckFastPeriod.D()); err != nil {
+					return nil, false, err
+				}
 				continue
 			}
-			if !held.IsZero() {
-				r.log.Info("held client released", "user", s.user, "held", time.Since(held).Round(time.Millisecond).String())
-			}
-			return be, false, nil
-		}
-		be, err = s.dialPrimary(ctx, cfg, t, lp)
-		if err != nil {
-			r.pools.cancelReservation()
-			var we *wire.Error
-			var pe *pgwrtError
-			if errors.As(err, &we) && !isStartingUp(we) || errors.As(err, &pe) {
-				return nil, false, err // PostgreSQL said no (password, database…): tell the client
-			}
-			// The primary did not answer: recheck the topology at once and
-			// wait for news, within failover_wait.
-			if errors.Is(err, context.Canceled) {
-				r.log.Debug("primary changed during a login; trying again", "node", prim.Name)
-			} else {
-				r.log.Warn("cannot reach the primary", "node", prim.Name, "error", err)
-			}
-			r.pokeMonitors()
-			if held.IsZero() {
-				held = time.Now()
-				r.metrics.held.Inc()
-			}
-			tm := time.NewTimer(cfg.HealthCheckFastPeriod.D())
-			select {
-			case <-t.Changed():
-			case <-tm.C:
-			case <-ctx.Done():
-				tm.Stop()
-				return nil, false, errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
-			}
-			tm.Stop()
+			be.key = key
+			r.metrics.dialed.Inc()
+		} else if err := s.syncParams(be); err != nil {
+			r.release(be, false)
 			continue
 		}
-		be.key = key
-		r.metrics.dialed.Inc()
 		if !held.IsZero() {
 			r.log.Info("held client released", "user", s.user, "held", time.Since(held).Round(time.Millisecond).String())
 		}
-		return be, true, nil
+		return be, fresh, nil
 	}
 }
 
