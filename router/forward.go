@@ -102,7 +102,7 @@ func (c *serverCopier) run() error {
 					f.first = true
 					if f.remain == 0 {
 						f.hn = 0
-						c.complete(0)
+						c.complete()
 					}
 					continue
 				}
@@ -131,7 +131,7 @@ func (c *serverCopier) run() error {
 				f.remain -= take
 				if f.remain == 0 {
 					f.hn = 0
-					c.complete(b0)
+					c.complete()
 				}
 			}
 			if werr := c.s.writeFromServer(chunk, f.atBoundary()); werr != nil {
@@ -145,7 +145,7 @@ func (c *serverCopier) run() error {
 }
 
 // complete is called at the end of each message.
-func (c *serverCopier) complete(_ byte) {
+func (c *serverCopier) complete() {
 	switch c.f.typ {
 	case 'Z':
 		c.idle.Store(true)

@@ -68,7 +68,6 @@ func (r *Router) Reload(cfg *config.Config) error {
 	for j, i := range idx {
 		r.monitors[j] = keep[i]
 		r.nodes[j] = nodes[i]
-		r.nodes[j].ID = j
 	}
 	r.publishLocked()
 	r.topoMu.Unlock()

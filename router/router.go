@@ -82,8 +82,8 @@ func (r *Router) Metrics() *metrics.Set { return r.metrics.set }
 func (r *Router) Start() {
 	cfg := r.config()
 	r.topoMu.Lock()
-	for i, b := range cfg.Backends {
-		r.nodes = append(r.nodes, NodeState{ID: i, Name: b.ID(), Host: b.Host, Port: b.Port, LagBytes: -1})
+	for _, b := range cfg.Backends {
+		r.nodes = append(r.nodes, NodeState{Name: b.ID(), Host: b.Host, Port: b.Port, LagBytes: -1})
 		m := newMonitor(r, b)
 		r.monitors = append(r.monitors, m)
 		go m.run()

@@ -9,7 +9,6 @@ import (
 // are max_clients of them, allocated once; a client holds one from login to
 // goodbye, so pgwrt's memory does not grow with clients or message sizes.
 type slot struct {
-	id   int
 	cbuf []byte // client → server
 	sbuf []byte // server → client
 }
@@ -29,7 +28,7 @@ func newSlots(n, bufSize int) *slots {
 	mem := make([]byte, 2*n*bufSize) // one allocation for all
 	for i := 0; i < n; i++ {
 		b := mem[2*i*bufSize : 2*(i+1)*bufSize]
-		s.free <- &slot{id: i, cbuf: b[:bufSize:bufSize], sbuf: b[bufSize:]}
+		s.free <- &slot{cbuf: b[:bufSize:bufSize], sbuf: b[bufSize:]}
 	}
 	return s
 }
@@ -80,7 +79,7 @@ func (s *slots) resize(n, bufSize int) {
 		s.drop -= cancel
 		add -= cancel
 		for i := 0; i < add; i++ {
-			s.free <- &slot{id: s.n, cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
+			s.free <- &slot{cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
 			s.n++
 		}
 	case n < target:

@@ -28,7 +28,6 @@ func (r Role) String() string {
 
 // NodeState is what the monitor last learned about one node.
 type NodeState struct {
-	ID         int
 	Name       string
 	Host       string
 	Port       int
