@@ -50,7 +50,7 @@ func (r *Router) Reload(cfg *config.Config) error {
 		}
 		m := newMonitor(r, b)
 		keep = append(keep, m)
-		nodes = append(nodes, NodeState{Name: b.Name, Host: b.Host, Port: b.Port, LagBytes: -1})
+		nodes = append(nodes, NodeState{Name: b.ID(), Host: b.Host, Port: b.Port, LagBytes: -1})
 		go m.run()
 	}
 	// Keep config order, so SHOW POOL_NODES reads like the file.
