@@ -2,6 +2,13 @@ package main
 
 // pgwrt-lab bench: pgbench directly against a fresh primary and through a
 // pgwrt binary in front of it, side by side, with pgwrt's memory.
+//
+// The machine is shared and its speed drifts between runs minutes apart, so
+// each (workload, clients) pair runs several rounds; a round is one run
+// direct and one through pgwrt back to back, the order alternating from
+// round to round. A row reports medians over the rounds, and the ratio is
+// the median of the per-round ratios: each ratio compares two runs made
+// under the same conditions.
 
 import (
 	"bufio"
@@ -17,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +36,8 @@ import (
 )
 
 const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10]
-                       [-clients 8,32] [-workloads select-only,tpcb-like] [-out FILE.md]`
+                       [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3]
+                       [-out FILE.md]`
 
 // benchOptions are bench's flags.
 type benchOptions struct {
@@ -38,6 +47,7 @@ type benchOptions struct {
 	scale     int
 	clients   []int
 	workloads []string
+	rounds    int    // direct/pgwrt pairs per (workload, clients)
 	out       string // markdown file, "" for none
 }
 
@@ -47,13 +57,74 @@ type benchResult struct {
 	latencyMS float64 // average
 }
 
+// benchRound is one run direct and one through pgwrt, back to back.
+type benchRound struct {
+	direct, pgwrt benchResult
+}
+
+// ratio is pgwrt's tps over direct's; ok is false without a direct tps.
+func (r benchRound) ratio() (ratio float64, ok bool) {
+	if r.direct.tps <= 0 {
+		return 0, false
+	}
+	return r.pgwrt.tps / r.direct.tps, true
+}
+
 // benchRow is one line of the table: a workload at a client count, direct
-// and through pgwrt.
+// and through pgwrt, summarised over its rounds.
 type benchRow struct {
 	workload      string
 	clients       int
-	direct, pgwrt benchResult
+	direct, pgwrt benchResult // medians over the rounds, tps and latency each
+	ratio         float64     // median of the per-round ratios
+	ratioMin      float64     // smallest per-round ratio
+	ratioMax      float64     // largest per-round ratio
+	ratios        int         // rounds with a ratio (a direct tps above 0)
 }
+
+// newBenchRow summarises rounds: medians of tps and latency on each side,
+// and the median and range of the per-round ratios (not the ratio of the
+// median tps, which may pair runs from different rounds).
+func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
+	row := benchRow{workload: workload, clients: clients}
+	var dTPS, pTPS, dLat, pLat, ratios []float64
+	for _, r := range rounds {
+		dTPS = append(dTPS, r.direct.tps)
+		pTPS = append(pTPS, r.pgwrt.tps)
+		dLat = append(dLat, r.direct.latencyMS)
+		pLat = append(pLat, r.pgwrt.latencyMS)
+		if q, ok := r.ratio(); ok {
+			ratios = append(ratios, q)
+		}
+	}
+	row.direct = benchResult{tps: median(dTPS), latencyMS: median(dLat)}
+	row.pgwrt = benchResult{tps: median(pTPS), latencyMS: median(pLat)}
+	if row.ratios = len(ratios); row.ratios > 0 {
+		row.ratio = median(ratios)
+		row.ratioMin, row.ratioMax = slices.Min(ratios), slices.Max(ratios)
+	}
+	return row
+}
+
+// median of xs (the mean of the middle two for an even count); 0 for none.
+// xs is not modified.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+// directFirst tells whether round (from 1) runs direct before pgwrt: odd
+// rounds do, even rounds run pgwrt first, so a drift in the machine's speed
+// does not favour one side.
+func directFirst(round int) bool { return round%2 == 1 }
 
 // benchReport is everything bench measured.
 type benchReport struct {
@@ -79,6 +150,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&o.scale, "scale", 10, "pgbench -i scale factor")
 	clients := fs.String("clients", "8,32", "client counts, comma-separated")
 	workloads := fs.String("workloads", "select-only,tpcb-like", "pgbench workloads, comma-separated: select-only, tpcb-like")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct and a pgwrt run back to back in alternating order")
 	fs.StringVar(&o.out, "out", "", "also write the table as markdown to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -91,6 +163,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	}
 	if o.scale < 1 || o.standbys < 0 {
 		return o, errors.New("-scale must be at least 1 and -standbys at least 0")
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds %d: at least 1", o.rounds)
 	}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -110,7 +185,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 }
 
 // bench runs the whole benchmark: a fresh cluster, pgbench -i on the
-// primary, then every (workload, clients) pair direct and through pgwrt.
+// primary, then every (workload, clients) pair direct and through pgwrt,
+// opt.rounds times.
 // Everything it started is stopped when it returns.
 func bench(args []string, stdout, stderr io.Writer) error {
 	opt, err := parseBenchFlags(args, stderr)
@@ -213,19 +289,39 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 			if f := workloadFlags[w]; f != "" {
 				args = append(args, f)
 			}
-			row := benchRow{workload: w, clients: n}
-			logf("%s, %d clients, direct", w, n)
-			if row.direct, err = runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), direct...), pglab.AppDatabase)); err != nil {
-				return nil, err
+			runDirect := func() (benchResult, error) {
+				return runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), direct...), pglab.AppDatabase))
 			}
-			logf("%s, %d clients, through pgwrt", w, n)
-			stopSampling := sampler.start(p.pid())
-			row.pgwrt, err = runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), through...), pglab.AppDatabase))
-			stopSampling()
-			if err != nil {
-				return nil, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
+			runThrough := func() (benchResult, error) {
+				stopSampling := sampler.start(p.pid())
+				r, err := runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), through...), pglab.AppDatabase))
+				stopSampling()
+				if err != nil {
+					return r, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
+				}
+				return r, nil
 			}
-			logf("  tps direct %.0f, pgwrt %.0f", row.direct.tps, row.pgwrt.tps)
+			logf("%s, %d clients, %d rounds of direct and through pgwrt", w, n, opt.rounds)
+			var rounds []benchRound
+			for i := 1; i <= opt.rounds; i++ {
+				var r benchRound
+				if directFirst(i) {
+					if r.direct, err = runDirect(); err == nil {
+						r.pgwrt, err = runThrough()
+					}
+				} else {
+					if r.pgwrt, err = runThrough(); err == nil {
+						r.direct, err = runDirect()
+					}
+				}
+				if err != nil {
+					return nil, err
+				}
+				logf("  round %d: direct %.0f, pgwrt %.0f, ratio %s", i, r.direct.tps, r.pgwrt.tps, ratioText(r.ratio()))
+				rounds = append(rounds, r)
+			}
+			row := newBenchRow(w, n, rounds)
+			logf("  median: direct %.0f, pgwrt %.0f, ratio %s (range %s)", row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText())
 			rep.rows = append(rep.rows, row)
 		}
 	}
@@ -498,11 +594,22 @@ func mbText(kb int) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
 
 // ---- output ----
 
-func (r *benchReport) ratio(row benchRow) string {
-	if row.direct.tps == 0 {
+func ratioText(q float64, ok bool) string {
+	if !ok {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", row.pgwrt.tps/row.direct.tps)
+	return fmt.Sprintf("%.2f", q)
+}
+
+// ratioText is the row's median per-round ratio.
+func (row benchRow) ratioText() string { return ratioText(row.ratio, row.ratios > 0) }
+
+// rangeText is the smallest and largest per-round ratio, "0.70–0.78".
+func (row benchRow) rangeText() string {
+	if row.ratios == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f–%.2f", row.ratioMin, row.ratioMax)
 }
 
 func (r *benchReport) conditions() string {
@@ -510,9 +617,16 @@ func (r *benchReport) conditions() string {
 	if ver == "" {
 		ver = "15"
 	}
+	rounds := r.opt.rounds
+	if rounds < 1 {
+		rounds = 1
+	}
 	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2, %s query protocol, fsync off, primary + %d standbys; "+
-		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs",
-		ver, r.opt.scale, int((r.opt.duration+time.Second-1)/time.Second), r.protocol, r.opt.standbys, runtime.NumCPU())
+		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
+		"%d rounds per row, each a direct and a pgwrt run back to back (direct first in odd rounds, pgwrt first in even ones); "+
+		"tps and latency are medians over the rounds, ratio is the median of the per-round ratios (pgwrt tps / direct tps), "+
+		"ratio range their smallest and largest",
+		ver, r.opt.scale, int((r.opt.duration+time.Second-1)/time.Second), r.protocol, r.opt.standbys, runtime.NumCPU(), rounds)
 }
 
 func (r *benchReport) memory() string {
@@ -522,10 +636,10 @@ func (r *benchReport) memory() string {
 
 func (r *benchReport) writeTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tdirect_tps\tpgwrt_tps\tratio\tdirect_lat_ms\tpgwrt_lat_ms\t")
+	fmt.Fprintln(tw, "workload\tclients\tdirect_tps\tpgwrt_tps\tratio\tratio_range\tdirect_lat_ms\tpgwrt_lat_ms\t")
 	for _, row := range r.rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\t%.3f\t%.3f\t\n", row.workload, row.clients,
-			row.direct.tps, row.pgwrt.tps, r.ratio(row), row.direct.latencyMS, row.pgwrt.latencyMS)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\t%s\t%.3f\t%.3f\t\n", row.workload, row.clients,
+			row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText(), row.direct.latencyMS, row.pgwrt.latencyMS)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, r.memory())
@@ -534,11 +648,11 @@ func (r *benchReport) writeTable(w io.Writer) {
 
 func (r *benchReport) markdown() string {
 	var b strings.Builder
-	b.WriteString("| workload | clients | direct tps | pgwrt tps | ratio | direct latency ms | pgwrt latency ms |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| workload | clients | direct tps | pgwrt tps | ratio | ratio range | direct latency ms | pgwrt latency ms |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, row := range r.rows {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %s | %.3f | %.3f |\n", row.workload, row.clients,
-			row.direct.tps, row.pgwrt.tps, r.ratio(row), row.direct.latencyMS, row.pgwrt.latencyMS)
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %s | %s | %.3f | %.3f |\n", row.workload, row.clients,
+			row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText(), row.direct.latencyMS, row.pgwrt.latencyMS)
 	}
 	fmt.Fprintf(&b, "\n%s.\n\n%s.\n", r.memory(), r.conditions())
 	return b.String()
