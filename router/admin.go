@@ -14,7 +14,19 @@ var poolNodesColumns = []string{"node_id", "hostname", "port", "status", "role",
 // showPoolNodes answers SHOW POOL_NODES on the client's connection, ending
 // with ReadyForQuery carrying the backend's current transaction status.
 func (s *session) showPoolNodes(status byte) error {
-	t := s.r.Topology()
+	out := s.r.poolNodesReply(status)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.conn.Write(out)
+	if err != nil {
+		return &clientWriteError{err}
+	}
+	return nil
+}
+
+// poolNodesReply builds the whole answer to SHOW POOL_NODES.
+func (r *Router) poolNodesReply(status byte) []byte {
+	t := r.Topology()
 	out := make([]byte, 0, 512)
 	out, st := wire.Begin(out, 'T')
 	out = append(out, 0, byte(len(poolNodesColumns)))
@@ -59,12 +71,5 @@ func (s *session) showPoolNodes(status byte) error {
 	if status == 0 {
 		status = 'I'
 	}
-	out = wire.AppendReadyForQuery(out, status)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.conn.Write(out)
-	if err != nil {
-		return &clientWriteError{err}
-	}
-	return nil
+	return wire.AppendReadyForQuery(out, status)
 }

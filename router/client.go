@@ -33,8 +33,10 @@ type session struct {
 
 	pid, secret uint32 // what the client was given as BackendKeyData
 
-	mu sync.Mutex
-	be *backend // current backend, for cancel and for kill
+	mu      sync.Mutex
+	be      *backend // current backend, for cancel and for kill
+	pipe    *pipe    // set while forwarding on an event loop
+	killErr error    // why the session was killed
 
 	wmu        sync.Mutex // serialises writes to conn
 	atBoundary bool       // the bytes written to conn end on a message boundary
@@ -156,6 +158,13 @@ func (s *session) kill(err error) {
 	if s.killed.Swap(true) {
 		return
 	}
+	s.mu.Lock()
+	s.killErr = err
+	onLoop := s.killPipe(err)
+	s.mu.Unlock()
+	if onLoop {
+		return // the loop ends the session and the client hears err
+	}
 	s.writeError(err)
 	s.conn.Close()
 	s.mu.Lock()
@@ -234,7 +243,10 @@ func (s *session) serve(cfg *config.Config) error {
 		s.setBackend(nil)
 		return err
 	}
-	reusable, status := s.forward(be)
+	reusable, status, onLoop := s.forwardLoop(be)
+	if !onLoop {
+		reusable, status = s.forward(be)
+	}
 	s.setBackend(nil)
 	if reusable {
 		reusable = s.resetBackend(be, status)
@@ -455,8 +467,10 @@ func (s *session) forward(be *backend) (bool, byte) {
 			}
 			// A connection that vanished without a FATAL points at the node
 			// (crash, network); one the server ended with a FATAL was
-			// judged when the FATAL went by.
-			if !sc.fatal {
+			// judged when the FATAL went by. A client that stopped
+			// reading says nothing about the node.
+			var cw *clientWriteError
+			if !sc.fatal && !errors.As(err, &cw) {
 				s.r.backendFailed(be, err)
 			}
 			s.conn.SetReadDeadline(time.Now())

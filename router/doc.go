@@ -10,8 +10,11 @@
 //     beyond the slots, nor with message sizes.
 //   - session (client.go): startup, hba, authentication, binding to a
 //     backend, handover, and the end of the session.
-//   - forwarding (forward.go): two copiers, one per direction, that follow
-//     message boundaries (framer) without decoding bodies.
+//   - forwarding (evloop_linux.go, forward.go): on Linux, event loops
+//     (one per two CPUs) each wait in epoll_wait on many sessions' sockets
+//     and pump bytes between them through the slot buffers; elsewhere, two
+//     copier goroutines per session. Both follow message boundaries
+//     (framer) without decoding bodies.
 //   - backend (backend.go, tcp.go): dial with keepalive and
 //     TCP_USER_TIMEOUT, login (SCRAM-SHA-256, md5, password), simple queries
 //     for reset and health checks.
@@ -38,11 +41,19 @@
 //     that stops being the primary is abandoned.
 //  5. Hand over: AuthenticationOk, the backend's ParameterStatus set,
 //     pgwrt's BackendKeyData, ReadyForQuery.
-//  6. Forward until one side ends. The server copier records the last
-//     ReadyForQuery status; the client copier stops at Terminate and answers
-//     SHOW POOL_NODES itself when the backend is idle.
-//  7. Release. If the backend ended on a clean boundary it is rolled back,
-//     reset (server_reset_query) and cached; otherwise closed.
+//  6. Forward until one side ends. The session's two sockets leave Go's
+//     netpoller (dup, then close the net.Conns) and join an event loop; the
+//     session goroutine sleeps until the loop hands them back. The loop reads
+//     whichever side is ready and writes to the other: two reads and two
+//     writes per query, no wasted read. A side whose peer cannot take more
+//     is not read until the backlog is written. The server side records the
+//     last ReadyForQuery status and notices FATALs; the client side stops at
+//     Terminate and answers SHOW POOL_NODES itself when the backend is idle.
+//     A kill (primary moved, shutdown) is posted to the loop, which ends the
+//     session; the client hears why if its stream is at a message boundary.
+//  7. Release. If the backend ended on a clean boundary it becomes a
+//     net.Conn again, is rolled back, reset (server_reset_query) and cached;
+//     otherwise closed.
 //
 // # Failover
 //

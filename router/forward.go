@@ -77,64 +77,13 @@ func nodeGoingAway(body []byte) bool {
 // run copies until an error; it returns the error that stopped it.
 func (c *serverCopier) run() error {
 	buf := c.s.slot.sbuf
-	f := &c.f
 	for {
 		n, err := c.be.conn.Read(buf)
 		if n > 0 {
-			chunk := buf[:n]
-			for i := 0; i < n; {
-				if f.remain == 0 {
-					// collect header bytes
-					for f.hn < 5 && i < n {
-						f.hdr[f.hn] = chunk[i]
-						f.hn++
-						i++
-					}
-					if f.hn < 5 {
-						break
-					}
-					f.typ = f.hdr[0]
-					l := int(binary.BigEndian.Uint32(f.hdr[1:]))
-					if l < 4 {
-						return errMalformedServer
-					}
-					f.remain = l - 4
-					f.first = true
-					if f.remain == 0 {
-						f.hn = 0
-						c.complete()
-					}
-					continue
-				}
-				take := f.remain
-				if n-i < take {
-					take = n - i
-				}
-				var b0 byte
-				if f.first {
-					b0 = chunk[i]
-					f.first = false
-					if f.typ == 'E' && take == f.remain && isFatal(chunk[i:i+take]) {
-						c.fatal = true
-						if nodeGoingAway(chunk[i : i+take]) {
-							// The node is going away (shutdown, crash):
-							// before the client hears of it and
-							// reconnects, stop sending new sessions there.
-							c.s.r.backendFailed(c.be, errServerFatal)
-						}
-					}
-				}
-				if f.typ == 'Z' && b0 != 0 {
-					c.status = b0
-				}
-				i += take
-				f.remain -= take
-				if f.remain == 0 {
-					f.hn = 0
-					c.complete()
-				}
+			if ferr := c.feed(buf[:n]); ferr != nil {
+				return ferr
 			}
-			if werr := c.s.writeFromServer(chunk, f.atBoundary()); werr != nil {
+			if werr := c.s.writeFromServer(buf[:n], c.f.atBoundary()); werr != nil {
 				return werr
 			}
 		}
@@ -142,6 +91,66 @@ func (c *serverCopier) run() error {
 			return err
 		}
 	}
+}
+
+// feed follows the framing of chunk, the next bytes from the server, noting
+// ReadyForQuery status, idleness and FATALs. It does not change chunk.
+func (c *serverCopier) feed(chunk []byte) error {
+	f := &c.f
+	n := len(chunk)
+	for i := 0; i < n; {
+		if f.remain == 0 {
+			// collect header bytes
+			for f.hn < 5 && i < n {
+				f.hdr[f.hn] = chunk[i]
+				f.hn++
+				i++
+			}
+			if f.hn < 5 {
+				break
+			}
+			f.typ = f.hdr[0]
+			l := int(binary.BigEndian.Uint32(f.hdr[1:]))
+			if l < 4 {
+				return errMalformedServer
+			}
+			f.remain = l - 4
+			f.first = true
+			if f.remain == 0 {
+				f.hn = 0
+				c.complete()
+			}
+			continue
+		}
+		take := f.remain
+		if n-i < take {
+			take = n - i
+		}
+		var b0 byte
+		if f.first {
+			b0 = chunk[i]
+			f.first = false
+			if f.typ == 'E' && take == f.remain && isFatal(chunk[i:i+take]) {
+				c.fatal = true
+				if nodeGoingAway(chunk[i : i+take]) {
+					// The node is going away (shutdown, crash): before
+					// the client hears of it and reconnects, stop sending
+					// new sessions there.
+					c.s.r.backendFailed(c.be, errServerFatal)
+				}
+			}
+		}
+		if f.typ == 'Z' && b0 != 0 {
+			c.status = b0
+		}
+		i += take
+		f.remain -= take
+		if f.remain == 0 {
+			f.hn = 0
+			c.complete()
+		}
+	}
+	return nil
 }
 
 // complete is called at the end of each message.

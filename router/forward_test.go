@@ -13,8 +13,10 @@ import (
 	"pgwrt/router/wire"
 )
 
-// pipeSession wires a session between two net.Pipe pairs: the test plays
-// the client on one and the server on the other.
+// pipeSession wires a session between two connection pairs: the test plays
+// the client on one and the server on the other. With net.Pipe the session
+// forwards with goroutines; with TCP loopback pairs (loop set) it forwards
+// on an event loop where the platform has one.
 type pipeSession struct {
 	s          *session
 	be         *backend
@@ -22,19 +24,88 @@ type pipeSession struct {
 	server     net.Conn // test side of the backend connection
 	clientSide net.Conn
 	serverSide net.Conn
+	loop       bool
 }
 
+// forwardModes are the two ways a session forwards: copier goroutines
+// (over net.Pipe) and the event loop (over loopback TCP). "tcp", copier
+// goroutines over loopback TCP, is there to compare the two in benchmarks.
+var forwardModes = []string{"goroutines", "loop"}
+
 func newPipeSession(t testing.TB, bufSize int) *pipeSession {
+	return newForwardSession(t, bufSize, "goroutines")
+}
+
+func newForwardSession(t testing.TB, bufSize int, mode string) *pipeSession {
 	cfg := config.Default()
 	cfg.Backends = []config.Backend{{Name: "n1", Host: "127.0.0.1", Port: 1}}
 	r := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.topo.Store(&Topology{Primary: 0, Nodes: []NodeState{{Name: "n1", Host: "127.0.0.1", Port: 1, Up: true, Role: RolePrimary}}, changed: make(chan struct{})})
-	cl, cs := net.Pipe()
-	sv, ss := net.Pipe()
+	var cl, cs, sv, ss net.Conn
+	if mode == "loop" || mode == "tcp" {
+		cl, cs = tcpPair(t)
+		sv, ss = tcpPair(t)
+	} else {
+		cl, cs = net.Pipe()
+		sv, ss = net.Pipe()
+	}
 	sl := &slot{cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
 	s := &session{r: r, conn: cs, slot: sl, atBoundary: true}
 	be := &backend{conn: ss, node: "n1", params: map[string]string{}}
-	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss}
+	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss, loop: mode == "loop"}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-acc
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	return a, b
+}
+
+// forward runs the session's forwarding phase in the pipeSession's mode.
+func (p *pipeSession) forward() (bool, byte) {
+	if p.loop {
+		if ok, st, handled := p.s.forwardLoop(p.be); handled {
+			return ok, st
+		}
+		if runtime.GOOS == "linux" {
+			panic("forwardLoop did not take a TCP session on Linux")
+		}
+	}
+	return p.s.forward(p.be)
+}
+
+// close closes the test's ends and stops the router's loops.
+func (p *pipeSession) close() {
+	for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
+		c.Close()
+	}
+}
+
+// stopLoops stops the router's loops once forwarding has ended, and closes
+// the conn a reusable backend was given back on.
+func (p *pipeSession) stopLoops() {
+	if p.be.conn != p.serverSide {
+		p.be.conn.Close()
+	}
+	p.s.r.ev.close()
 }
 
 func msg(typ byte, body string) []byte {
@@ -81,9 +152,15 @@ func checkNoLeak(t *testing.T, before int) {
 // must arrive unchanged, Terminate must not reach the server, and the
 // backend must be judged reusable.
 func TestForwardSplitAndTerminate(t *testing.T) {
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) { testForwardSplitAndTerminate(t, mode) })
+	}
+}
+
+func testForwardSplitAndTerminate(t *testing.T, mode string) {
 	before := runtime.NumGoroutine()
 	for _, sizes := range [][]int{nil, {1}, {2, 3}, {5}, {7, 1, 4096}} {
-		p := newPipeSession(t, 1024)
+		p := newForwardSession(t, 1024, mode)
 		fromClient := bytes.Join([][]byte{msg('Q', "SELECT 1\x00"), msg('P', "\x00SELECT $1\x00\x00\x00"), msg('S', ""), msg('d', string(bytes.Repeat([]byte("x"), 3000)))}, nil)
 		fromServer := bytes.Join([][]byte{msg('T', "\x00\x00"), msg('D', string(bytes.Repeat([]byte("y"), 5000))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
 		type result struct {
@@ -92,7 +169,7 @@ func TestForwardSplitAndTerminate(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			ok, st := p.s.forward(p.be)
+			ok, st := p.forward()
 			done <- result{ok, st}
 		}()
 		gotServer := make(chan []byte, 1)
@@ -129,9 +206,8 @@ func TestForwardSplitAndTerminate(t *testing.T) {
 		if n, _ := p.server.Read(b[:]); n != 0 {
 			t.Fatalf("Terminate reached the server")
 		}
-		for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
-			c.Close()
-		}
+		p.close()
+		p.stopLoops()
 	}
 	checkNoLeak(t, before)
 }
@@ -139,11 +215,17 @@ func TestForwardSplitAndTerminate(t *testing.T) {
 // TestForwardServerGone: the server side closes mid-session; the client
 // gets 08006 and the session ends, not reusable.
 func TestForwardServerGone(t *testing.T) {
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) { testForwardServerGone(t, mode) })
+	}
+}
+
+func testForwardServerGone(t *testing.T, mode string) {
 	before := runtime.NumGoroutine()
-	p := newPipeSession(t, 1024)
+	p := newForwardSession(t, 1024, mode)
 	done := make(chan bool, 1)
 	go func() {
-		ok, _ := p.s.forward(p.be)
+		ok, _ := p.forward()
 		done <- ok
 	}()
 	p.server.Close()
@@ -156,18 +238,25 @@ func TestForwardServerGone(t *testing.T) {
 	if <-done {
 		t.Fatal("dead backend judged reusable")
 	}
-	p.client.Close()
-	p.clientSide.Close()
+	p.close()
+	p.stopLoops()
 	checkNoLeak(t, before)
 }
 
 // TestForwardMidMessageNotReusable: a client leaving while a response is
 // being sent leaves the backend unusable.
 func TestForwardMidMessageNotReusable(t *testing.T) {
-	p := newPipeSession(t, 1024)
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) { testForwardMidMessageNotReusable(t, mode) })
+	}
+}
+
+func testForwardMidMessageNotReusable(t *testing.T, mode string) {
+	p := newForwardSession(t, 1024, mode)
+	defer p.stopLoops()
 	done := make(chan bool, 1)
 	go func() {
-		ok, _ := p.s.forward(p.be)
+		ok, _ := p.forward()
 		done <- ok
 	}()
 	go io.Copy(io.Discard, p.server)
@@ -179,16 +268,26 @@ func TestForwardMidMessageNotReusable(t *testing.T) {
 	if <-done {
 		t.Fatal("backend in the middle of a message judged reusable")
 	}
-	p.server.Close()
+	p.close()
 }
 
 func TestShowPoolNodesIntercept(t *testing.T) {
-	p := newPipeSession(t, 1024)
-	go p.s.forward(p.be)
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) { testShowPoolNodesIntercept(t, mode) })
+	}
+}
+
+func testShowPoolNodesIntercept(t *testing.T, mode string) {
+	p := newForwardSession(t, 1024, mode)
+	done := make(chan struct{})
+	go func() {
+		p.forward()
+		close(done)
+	}()
 	defer func() {
-		for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
-			c.Close()
-		}
+		p.close()
+		<-done
+		p.stopLoops()
 	}()
 	writeChunks(p.client, msg('Q', " show  Pool_Nodes ;\x00"), []int{3})
 	p.client.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -237,21 +336,26 @@ func FuzzForward(f *testing.F) {
 		for i, s := range sizes {
 			sz[i] = int(s)
 		}
-		p := newPipeSession(t, 1024)
-		defer func() {
-			for _, c := range []net.Conn{p.client, p.server, p.clientSide, p.serverSide} {
-				c.Close()
+		for _, mode := range forwardModes {
+			p := newForwardSession(t, 1024, mode)
+			done := make(chan struct{})
+			go func() {
+				p.forward()
+				close(done)
+			}()
+			go writeChunks(p.client, stream, sz)
+			got := make([]byte, len(stream))
+			p.server.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := io.ReadFull(p.server, got)
+			p.close()
+			<-done
+			p.stopLoops()
+			if err != nil {
+				t.Fatal(mode, err)
 			}
-		}()
-		go p.s.forward(p.be)
-		go writeChunks(p.client, stream, sz)
-		got := make([]byte, len(stream))
-		p.server.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(p.server, got); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, stream) {
-			t.Fatal("stream changed")
+			if !bytes.Equal(got, stream) {
+				t.Fatal(mode, "stream changed")
+			}
 		}
 	})
 }
@@ -350,5 +454,52 @@ func TestShowPoolNodesMatchAllocs(t *testing.T) {
 		if isShowPoolNodes([]byte(no)) {
 			t.Errorf("%q matched", no)
 		}
+	}
+}
+
+// BenchmarkForwardRoundTrip sends a query and its answer through a session
+// over loopback TCP, the test playing client and server: the per-query
+// cost of copier goroutines ("tcp") and of the event loop ("loop"). Neither
+// may allocate per query. One ping-pong at a time measures latency, not the
+// batching an event loop gains under many sessions (see make bench).
+func BenchmarkForwardRoundTrip(b *testing.B) {
+	req := msg('Q', "SELECT 1\x00")
+	resp := bytes.Join([][]byte{msg('T', string(make([]byte, 30))), msg('D', string(make([]byte, 40))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
+	for _, mode := range []string{"tcp", "loop"} {
+		b.Run(mode, func(b *testing.B) {
+			p := newForwardSession(b, 8192, mode)
+			done := make(chan struct{})
+			go func() {
+				p.forward()
+				close(done)
+			}()
+			go func() {
+				buf := make([]byte, len(req))
+				for {
+					if _, err := io.ReadFull(p.server, buf); err != nil {
+						return
+					}
+					if _, err := p.server.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+			got := make([]byte, len(resp))
+			b.SetBytes(int64(len(req) + len(resp)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := p.client.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(p.client, got); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			p.close()
+			<-done
+			p.stopLoops()
+		})
 	}
 }

@@ -43,6 +43,8 @@ type Router struct {
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{} // every accepted connection, until it ends
 
+	ev evloops // forwarding event loops (Linux)
+
 	stopping chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -184,6 +186,7 @@ func (r *Router) Close() {
 		r.closeIdle(nil)
 		r.wg.Wait()
 		r.closeIdle(nil)
+		r.ev.close()
 	})
 }
 

@@ -1,0 +1,706 @@
+//go:build linux
+
+package router
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"pgwrt/router/wire"
+)
+
+// The forwarding phase of a session runs on an event loop: one goroutine
+// per loop waits in epoll_wait on the sockets of many sessions (level
+// triggered), reads what is ready, frames it and writes it to the peer.
+// Go's netpoller would cost two more system calls per query (an eager read
+// that finds nothing before each wait, on both sockets); on a small router,
+// and on virtual machines where a kernel entry is dear, that is a quarter
+// of the forwarding cost. Login, authentication, holding, reset and health
+// checks stay on goroutines; only the byte pumping is here.
+//
+// A session enters the loop with copies of its two descriptors (dup), and
+// its net.Conns are closed, which takes the sockets out of Go's netpoller
+// (otherwise every packet would also wake it). When the session ends, the
+// backend descriptor becomes a net.Conn again if it is to be reused.
+
+// evloops is the router's set of event loops, started on first use.
+type evloops struct {
+	once  sync.Once
+	loops []*evloop
+	next  atomic.Uint32
+}
+
+// loopCount is how many event loops forward: one per two CPUs. One loop
+// batches the most events per epoll_wait; a second helps only where
+// pgwrt itself, not PostgreSQL, is short of a core.
+func loopCount() int {
+	n := runtime.GOMAXPROCS(0) / 2
+	if n < 1 {
+		n = 1
+	}
+	if n > 4 {
+		n = 4
+	}
+	return n
+}
+
+// pick returns a loop for a new session, or nil when none can run (then
+// the session forwards with goroutines).
+func (e *evloops) pick(r *Router) *evloop {
+	e.once.Do(func() {
+		for i := 0; i < loopCount(); i++ {
+			l, err := newEvloop()
+			if err != nil {
+				r.log.Warn("event loop unavailable; forwarding with goroutines", "error", err)
+				break
+			}
+			e.loops = append(e.loops, l)
+		}
+	})
+	if len(e.loops) == 0 {
+		return nil
+	}
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	if l.dead.Load() {
+		return nil
+	}
+	return l
+}
+
+// close stops the loops; every session must have left them.
+func (e *evloops) close() {
+	e.once.Do(func() {}) // none may start after this
+	for _, l := range e.loops {
+		l.close()
+	}
+	e.loops = nil
+}
+
+type evloop struct {
+	epfd int
+	efd  int // eventfd: wakes the loop for posted work
+
+	mu     sync.Mutex
+	posted []func()
+
+	// owned by the loop goroutine
+	fds  []*pipe // session by descriptor
+	stop bool
+
+	dead     atomic.Bool // the loop has exited
+	finished chan struct{}
+}
+
+func newEvloop() (*evloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	l := &evloop{epfd: epfd, efd: efd, finished: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// post runs f on the loop goroutine.
+func (l *evloop) post(f func()) {
+	l.mu.Lock()
+	l.posted = append(l.posted, f)
+	first := len(l.posted) == 1
+	l.mu.Unlock()
+	if first {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(l.efd, one[:])
+	}
+}
+
+func (l *evloop) close() {
+	l.post(func() { l.stop = true })
+	<-l.finished
+}
+
+func (l *evloop) run() {
+	defer close(l.finished)
+	defer l.dead.Store(true)
+	events := make([]unix.EpollEvent, 128)
+	var posted []func()
+	for !l.stop {
+		// A blocking epoll_wait measured cheaper than parking in Go's
+		// netpoller (with the epoll descriptor registered there) and than
+		// raw non-blocking polls: per query, waking a parked goroutine
+		// costs more than a thread returning from a system call.
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// Cannot happen with a valid epoll descriptor; end what
+			// runs here rather than spin.
+			for _, p := range l.fds {
+				if p != nil {
+					p.end(endLoopFailed, err)
+				}
+			}
+			break
+		}
+		wake := false
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd == l.efd {
+				wake = true
+				continue
+			}
+			if fd < len(l.fds) {
+				if p := l.fds[fd]; p != nil {
+					p.event(fd, events[i].Events)
+				}
+			}
+		}
+		if wake {
+			var b [8]byte
+			unix.Read(l.efd, b[:])
+			l.mu.Lock()
+			posted, l.posted = l.posted, posted[:0]
+			l.mu.Unlock()
+			for i, f := range posted {
+				f()
+				posted[i] = nil
+			}
+		}
+	}
+	l.mu.Lock()
+	rest := l.posted
+	l.posted = nil
+	l.mu.Unlock()
+	for _, f := range rest {
+		f() // kills of sessions already gone: nothing to do
+	}
+	unix.Close(l.epfd)
+	unix.Close(l.efd)
+}
+
+// add registers p (on the loop goroutine).
+func (l *evloop) add(p *pipe) {
+	for _, fd := range []int{p.cfd, p.bfd} {
+		for fd >= len(l.fds) {
+			l.fds = append(l.fds, nil)
+		}
+		l.fds[fd] = p
+	}
+	p.cmask, p.bmask = 0, 0
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.cfd)}
+	err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.cfd, &ev)
+	if err == nil {
+		p.cmask = unix.EPOLLIN
+		ev = unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.bfd)}
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.bfd, &ev)
+		if err == nil {
+			p.bmask = unix.EPOLLIN
+		}
+	}
+	if err != nil {
+		p.end(endLoopFailed, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	// Bytes the client sent with its login may already be waiting; level
+	// triggering reports them.
+}
+
+func (l *evloop) remove(p *pipe) {
+	if p.cmask != 0 {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.cfd, nil)
+	}
+	if p.bmask != 0 {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.bfd, nil)
+	}
+	p.cmask, p.bmask = 0, 0
+	if p.cfd < len(l.fds) && l.fds[p.cfd] == p {
+		l.fds[p.cfd] = nil
+	}
+	if p.bfd < len(l.fds) && l.fds[p.bfd] == p {
+		l.fds[p.bfd] = nil
+	}
+}
+
+// Why a pipe ended.
+type endReason int
+
+const (
+	endTerminate       endReason = iota + 1 // client sent Terminate
+	endClientGone                           // client closed or failed
+	endClientMalformed                      // client sent a bad message length
+	endServerGone                           // backend closed or failed
+	endServerWrite                          // a write to the backend failed
+	endServerMalformed                      // backend sent a bad message length
+	endKilled                               // ended from outside (primary moved, shutdown)
+	endLoopFailed                           // the loop itself failed
+)
+
+// pipe is one session's forwarding state on a loop. Every field is owned
+// by the loop goroutine until done is closed, then by the session.
+type pipe struct {
+	l        *evloop
+	s        *session
+	cfd, bfd int
+	sc       serverCopier // server → client framing, status, idleness
+
+	// client → backend: cbuf[cw:cpos] is scanned and still to be written,
+	// cbuf[cpos:cn] is read but not yet scanned.
+	cbuf          []byte
+	cw, cpos, cn  int
+	cremain       int // body bytes still to pass of the current client message
+	sbuf          []byte
+	sw, sr        int    // sbuf[sw:sr] is still to be written to the client
+	extra         []byte // pgwrt's own answer (SHOW POOL_NODES), after sbuf
+	cmask, bmask  uint32 // epoll interest now registered
+	ended         bool
+	reason        endReason
+	err           error
+	killErr       error
+	clientAtBound bool // the client stream ends on a message boundary
+	done          chan struct{}
+}
+
+// event handles readiness of fd, one of p's descriptors.
+func (p *pipe) event(fd int, ev uint32) {
+	if fd == p.cfd {
+		if ev&unix.EPOLLOUT != 0 {
+			if p.flushClient() {
+				p.pumpClient() // input waited for our own answer to go out
+			}
+		}
+		if !p.ended && ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			if p.cmask&unix.EPOLLIN == 0 {
+				if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					p.end(endClientGone, errors.New("client connection hung up"))
+				}
+			} else {
+				p.clientIn()
+			}
+		}
+	} else {
+		if ev&unix.EPOLLOUT != 0 {
+			p.pumpClient()
+		}
+		if !p.ended && ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			if p.bmask&unix.EPOLLIN == 0 {
+				if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					p.end(endServerGone, errors.New("server connection hung up"))
+				}
+			} else {
+				p.serverIn()
+			}
+		}
+	}
+	if !p.ended {
+		p.interest()
+	}
+}
+
+// interest registers what p waits for now: input from a side only while
+// nothing read from it is still waiting to go out, output only while
+// something waits.
+func (p *pipe) interest() {
+	var cm, bm uint32
+	if p.cw == p.cpos && len(p.extra) == 0 && p.cn < len(p.cbuf) {
+		cm |= unix.EPOLLIN
+	}
+	if p.sw < p.sr || len(p.extra) > 0 {
+		cm |= unix.EPOLLOUT
+	}
+	if p.sw == p.sr && len(p.extra) == 0 {
+		bm |= unix.EPOLLIN
+	}
+	if p.cw < p.cpos {
+		bm |= unix.EPOLLOUT
+	}
+	if cm != p.cmask {
+		ev := unix.EpollEvent{Events: cm, Fd: int32(p.cfd)}
+		if err := unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.cfd, &ev); err != nil {
+			p.end(endLoopFailed, os.NewSyscallError("epoll_ctl", err))
+			return
+		}
+		p.cmask = cm
+	}
+	if bm != p.bmask {
+		ev := unix.EpollEvent{Events: bm, Fd: int32(p.bfd)}
+		if err := unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.bfd, &ev); err != nil {
+			p.end(endLoopFailed, os.NewSyscallError("epoll_ctl", err))
+			return
+		}
+		p.bmask = bm
+	}
+}
+
+func (p *pipe) clientIn() {
+	n, err := unix.Read(p.cfd, p.cbuf[p.cn:])
+	if n > 0 {
+		p.cn += n
+		p.pumpClient()
+		return
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if err == nil {
+		err = errors.New("client closed the connection")
+	}
+	p.end(endClientGone, err)
+}
+
+// What scanClient stopped at.
+type scanStop int
+
+const (
+	scanMore      scanStop = iota // everything scanned, or a part message waits for more
+	scanFlush                     // write what is scanned before going on
+	scanTerminate                 // Terminate, with everything before it written
+	scanIntercept                 // SHOW POOL_NODES taken out of the stream
+	scanMalformed
+)
+
+// pumpClient writes scanned client bytes to the backend and scans on, until
+// the input is used up or the backend cannot take more.
+func (p *pipe) pumpClient() {
+	for !p.ended {
+		for p.cw < p.cpos {
+			n, err := unix.Write(p.bfd, p.cbuf[p.cw:p.cpos])
+			if n > 0 {
+				p.cw += n
+				continue
+			}
+			if err == unix.EAGAIN || err == unix.EINTR {
+				return // EPOLLOUT on the backend resumes
+			}
+			p.end(endServerWrite, err)
+			return
+		}
+		if len(p.extra) > 0 {
+			return // our answer must reach the client first
+		}
+		switch p.scanClient() {
+		case scanMore:
+			if p.cw < p.cpos {
+				continue
+			}
+			return
+		case scanFlush:
+			continue
+		case scanTerminate:
+			p.end(endTerminate, nil)
+			return
+		case scanIntercept:
+			p.extra = p.s.r.poolNodesReply(p.sc.status)
+			p.flushClient()
+		case scanMalformed:
+			p.end(endClientMalformed, errMalformedClient)
+			return
+		}
+	}
+}
+
+// scanClient passes client messages, stopping at Terminate and at SHOW
+// POOL_NODES sent while the backend is idle. Called with nothing pending
+// (cw == cpos).
+func (p *pipe) scanClient() scanStop {
+	if p.cpos > 0 && p.cw == p.cpos {
+		// Move the unscanned tail (a part header or part query) to the
+		// front so the next read has room.
+		p.cn = copy(p.cbuf, p.cbuf[p.cpos:p.cn])
+		p.cw, p.cpos = 0, 0
+	}
+	b := p.cbuf
+	for p.cpos < p.cn {
+		if p.cremain > 0 {
+			take := min(p.cremain, p.cn-p.cpos)
+			p.cpos += take
+			p.cremain -= take
+			continue
+		}
+		if p.cn-p.cpos < 5 {
+			return scanMore
+		}
+		typ := b[p.cpos]
+		l := int(binary.BigEndian.Uint32(b[p.cpos+1:]))
+		if l < 4 {
+			return scanMalformed
+		}
+		switch {
+		case typ == 'X':
+			if p.cw < p.cpos {
+				return scanFlush
+			}
+			p.cpos += 5
+			p.cw = p.cpos
+			return scanTerminate
+		case typ == 'Q' && l <= maxIntercept && p.cw == p.cpos && p.sc.idle.Load():
+			if p.cn-p.cpos < 1+l {
+				return scanMore
+			}
+			if isShowPoolNodes(b[p.cpos+5 : p.cpos+1+l]) {
+				p.cpos += 1 + l
+				p.cw = p.cpos
+				return scanIntercept
+			}
+		}
+		p.sc.idle.Store(false)
+		p.cpos += 5
+		p.cremain = l - 4
+	}
+	return scanMore
+}
+
+func (p *pipe) serverIn() {
+	n, err := unix.Read(p.bfd, p.sbuf)
+	if n > 0 {
+		p.sw, p.sr = 0, n
+		if err := p.sc.feed(p.sbuf[:n]); err != nil {
+			p.end(endServerMalformed, err)
+			return
+		}
+		p.flushClient()
+		return
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return
+	}
+	if err == nil {
+		err = errors.New("server closed the connection")
+	}
+	p.end(endServerGone, err)
+}
+
+// flushClient writes what waits for the client; it reports whether all of
+// it went.
+func (p *pipe) flushClient() bool {
+	for p.sw < p.sr {
+		n, err := unix.Write(p.cfd, p.sbuf[p.sw:p.sr])
+		if n > 0 {
+			p.sw += n
+			continue
+		}
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return false
+		}
+		p.end(endClientGone, err)
+		return false
+	}
+	p.sw, p.sr = 0, 0
+	for len(p.extra) > 0 {
+		n, err := unix.Write(p.cfd, p.extra)
+		if n > 0 {
+			p.extra = p.extra[n:]
+			continue
+		}
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return false
+		}
+		p.end(endClientGone, err)
+		return false
+	}
+	p.extra = nil
+	return true
+}
+
+// end stops forwarding and hands the pipe back to its session.
+func (p *pipe) end(reason endReason, err error) {
+	if p.ended {
+		return
+	}
+	p.ended = true
+	p.reason, p.err = reason, err
+	p.clientAtBound = p.sw == p.sr && len(p.extra) == 0 && p.sc.f.atBoundary()
+	p.l.remove(p)
+	close(p.done)
+}
+
+// dupConn returns a new descriptor for c's socket and closes c, which takes
+// the socket out of Go's netpoller. The descriptor is non-blocking.
+func dupConn(c net.Conn) (int, bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, false
+	}
+	if _, ok := c.(*net.TCPConn); !ok {
+		if _, ok := c.(*net.UnixConn); !ok {
+			return -1, false
+		}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, false
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || derr != nil {
+		return -1, false
+	}
+	return nfd, true
+}
+
+// forwardLoop forwards on an event loop. It reports false in handled when
+// it could not (no loop, a connection without a descriptor); the caller
+// then forwards with goroutines, and nothing has been touched.
+func (s *session) forwardLoop(be *backend) (reusable bool, status byte, handled bool) {
+	l := s.r.ev.pick(s.r)
+	if l == nil {
+		return false, 0, false
+	}
+	cfd, ok := dupConn(s.conn)
+	if !ok {
+		return false, 0, false
+	}
+	bfd, ok := dupConn(be.conn)
+	if !ok {
+		unix.Close(cfd)
+		return false, 0, false
+	}
+	// From here the sockets live in cfd and bfd.
+	s.conn.Close()
+	be.conn.Close()
+	p := &pipe{l: l, s: s, cfd: cfd, bfd: bfd, cbuf: s.slot.cbuf, sbuf: s.slot.sbuf, done: make(chan struct{})}
+	p.sc = serverCopier{s: s, be: be, status: 'I'}
+	p.sc.idle.Store(true)
+
+	s.mu.Lock()
+	select {
+	case <-s.r.stopping:
+		// Close has ended or is ending the sessions it knows; one that
+		// got this far after that must not start forwarding.
+		if !s.killed.Swap(true) {
+			s.killErr = errorf(codeShutdown, "pgwrt is shutting down")
+		}
+	default:
+	}
+	if s.killed.Load() {
+		kerr := s.killErr
+		s.mu.Unlock()
+		if kerr != nil {
+			writeRaw(cfd, wire.AppendError(nil, toWire(kerr)), time.Second)
+		}
+		unix.Close(cfd)
+		unix.Close(bfd)
+		return false, 0, true
+	}
+	s.pipe = p
+	l.post(func() { l.add(p) })
+	s.mu.Unlock()
+
+	<-p.done
+	s.mu.Lock()
+	s.pipe = nil
+	s.mu.Unlock()
+	return p.finish(be), p.sc.status, true
+}
+
+// killPipe ends a session that is forwarding on a loop (called with s.mu).
+func (s *session) killPipe(err error) bool {
+	p := s.pipe
+	if p == nil {
+		return false
+	}
+	p.l.post(func() {
+		if !p.ended {
+			p.killErr = err
+			p.end(endKilled, err)
+		}
+	})
+	return true
+}
+
+// finish runs on the session goroutine once the loop let go of p: it tells
+// the client what it must hear, closes the client socket, and either gives
+// the backend socket back to be as a net.Conn (reusable) or closes it.
+func (p *pipe) finish(be *backend) bool {
+	s := p.s
+	var msg error
+	reusable := false
+	switch p.reason {
+	case endKilled:
+		msg = p.killErr
+	case endServerGone, endServerWrite, endLoopFailed:
+		if s.killed.Load() {
+			break
+		}
+		if p.sc.f.typ != 'E' || !p.sc.f.atBoundary() {
+			msg = errorf(codeBackendLost, "pgwrt: server connection lost")
+		}
+		// A connection that vanished without a FATAL points at the node
+		// (crash, network); one the server ended with a FATAL was judged
+		// when the FATAL went by.
+		if !p.sc.fatal && p.reason != endLoopFailed {
+			s.r.backendFailed(be, p.err)
+		}
+	case endServerMalformed:
+		msg = errMalformedServer
+	case endClientMalformed:
+		msg = errMalformedClient
+	case endTerminate, endClientGone:
+		reusable = !s.killed.Load() && p.sc.idle.Load() && p.sc.f.atBoundary() &&
+			p.cremain == 0 && p.cw == p.cpos && (p.reason == endTerminate || p.cpos == p.cn)
+	}
+	if msg != nil && p.clientAtBound {
+		writeRaw(p.cfd, wire.AppendError(nil, toWire(msg)), time.Second)
+	}
+	unix.Close(p.cfd)
+	if reusable {
+		f := os.NewFile(uintptr(p.bfd), "backend")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return false
+		}
+		s.mu.Lock() // kill reads be.conn under s.mu
+		be.conn = c
+		s.mu.Unlock()
+		return true
+	}
+	if p.cremain == 0 && p.cw == p.cpos && p.cpos == p.cn {
+		unix.Write(p.bfd, wire.AppendTerminate(nil)) // best effort, never blocks
+	}
+	unix.Close(p.bfd)
+	return false
+}
+
+// writeRaw writes p to a non-blocking descriptor, waiting at most timeout.
+func writeRaw(fd int, p []byte, timeout time.Duration) {
+	until := time.Now().Add(timeout)
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if n > 0 {
+			p = p[n:]
+			continue
+		}
+		if err != unix.EAGAIN && err != unix.EINTR {
+			return
+		}
+		left := time.Until(until)
+		if left <= 0 {
+			return
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		unix.Poll(pfd, int(left/time.Millisecond)+1)
+	}
+}
