@@ -5,6 +5,7 @@ package router
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -183,7 +184,7 @@ func (l *evloop) run() {
 			}
 			if fd < len(l.fds) {
 				if p := l.fds[fd]; p != nil {
-					p.event(fd, events[i].Events)
+					l.dispatch(p, fd, events[i].Events)
 				}
 			}
 		}
@@ -208,6 +209,19 @@ func (l *evloop) run() {
 	}
 	unix.Close(l.epfd)
 	unix.Close(l.efd)
+}
+
+// dispatch hands an event to its pipe. A panic there (a bug) ends that
+// session, as serveConn's recover does for a session goroutine, instead of
+// every session on the loop and the process with them.
+func (l *evloop) dispatch(p *pipe, fd int, ev uint32) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.s.r.log.Error("panic forwarding", "user", p.s.user, "panic", v)
+			p.end(endLoopFailed, fmt.Errorf("panic: %v", v))
+		}
+	}()
+	p.event(fd, ev)
 }
 
 // add registers p (on the loop goroutine).
@@ -266,6 +280,28 @@ const (
 	endKilled                               // ended from outside (primary moved, shutdown)
 	endLoopFailed                           // the loop itself failed
 )
+
+func (r endReason) String() string {
+	switch r {
+	case endTerminate:
+		return "terminate"
+	case endClientGone:
+		return "client gone"
+	case endClientMalformed:
+		return "client malformed"
+	case endServerGone:
+		return "server gone"
+	case endServerWrite:
+		return "server write failed"
+	case endServerMalformed:
+		return "server malformed"
+	case endKilled:
+		return "killed"
+	case endLoopFailed:
+		return "loop failed"
+	}
+	return "?"
+}
 
 // pipe is one session's forwarding state on a loop. Every field is owned
 // by the loop goroutine until done is closed, then by the session.
@@ -646,6 +682,7 @@ func (s *session) killPipe(err error) bool {
 // the backend socket back to be as a net.Conn (reusable) or closes it.
 func (p *pipe) finish(be *backend) bool {
 	s := p.s
+	s.r.log.Debug("forwarding ended", "user", s.user, "reason", p.reason.String(), "error", p.err)
 	var msg error
 	reusable := false
 	switch p.reason {

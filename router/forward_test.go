@@ -503,3 +503,78 @@ func BenchmarkForwardRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestForwardBackpressure: a client that reads slowly while the server
+// sends far more than the socket buffers hold gets every byte, in order.
+func TestForwardBackpressure(t *testing.T) {
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) {
+			p := newForwardSession(t, 1024, mode)
+			done := make(chan bool, 1)
+			go func() {
+				ok, _ := p.forward()
+				done <- ok
+			}()
+			var stream []byte
+			for i := 0; len(stream) < 4<<20; i++ {
+				stream = append(stream, msg('D', string(bytes.Repeat([]byte{byte(i)}, 1000+i%3000)))...)
+			}
+			stream = append(stream, msg('Z', "I")...)
+			go writeChunks(p.server, stream, []int{70000, 3, 9000})
+			got := make([]byte, 0, len(stream))
+			buf := make([]byte, 4096)
+			p.client.SetReadDeadline(time.Now().Add(30 * time.Second))
+			for len(got) < len(stream) {
+				n, err := p.client.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, buf[:n]...)
+				if len(got)%(256<<10) < n {
+					time.Sleep(5 * time.Millisecond) // read slowly now and then
+				}
+			}
+			if !bytes.Equal(got, stream) {
+				t.Fatal("client got a different stream")
+			}
+			p.client.Write(wire.AppendTerminate(nil))
+			if !<-done {
+				t.Fatal("backend at ReadyForQuery judged not reusable")
+			}
+			p.close()
+			p.stopLoops()
+		})
+	}
+}
+
+// TestForwardKill: a session killed while forwarding (primary moved) gives
+// its client the error, at a message boundary, and its backend up.
+func TestForwardKill(t *testing.T) {
+	for _, mode := range forwardModes {
+		t.Run(mode, func(t *testing.T) {
+			p := newForwardSession(t, 1024, mode)
+			done := make(chan bool, 1)
+			go func() {
+				ok, _ := p.forward()
+				done <- ok
+			}()
+			go io.Copy(io.Discard, p.server)
+			// Let forwarding start before the kill, as in life.
+			p.client.Write(msg('Q', "SELECT 1\x00"))
+			time.Sleep(50 * time.Millisecond)
+			// (net.Pipe writes wait for the reader: kill from the side.)
+			go p.s.kill(errorf(codePrimaryMoved, "pgwrt: primary moved from a to b; reconnect"))
+			p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rd := wire.Reader{R: p.client}
+			m, err := rd.Read()
+			if err != nil || m.Type != 'E' || wire.ParseError(m.Body).Code != "57P01" {
+				t.Fatalf("got %q %v", m.Type, err)
+			}
+			if <-done {
+				t.Fatal("killed session's backend judged reusable")
+			}
+			p.close()
+			p.stopLoops()
+		})
+	}
+}
