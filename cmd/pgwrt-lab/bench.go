@@ -1,14 +1,22 @@
 package main
 
-// pgwrt-lab bench: pgbench directly against a fresh primary and through a
-// pgwrt binary in front of it, side by side, with pgwrt's memory.
+// pgwrt-lab bench: pgbench directly against a fresh primary, through a
+// pgwrt binary in front of it and, when PgBouncer is installed, through
+// PgBouncer, side by side, with pgwrt's memory.
 //
 // The machine is shared and its speed drifts between runs minutes apart, so
 // each (workload, clients) pair runs several rounds; a round is one run
-// direct and one through pgwrt back to back, the order alternating from
-// round to round. A row reports medians over the rounds, and the ratio is
-// the median of the per-round ratios: each ratio compares two runs made
-// under the same conditions.
+// direct, one through pgwrt (and one through PgBouncer) back to back, the
+// order rotated from round to round. A row reports medians over the rounds,
+// and the ratio is the median of the per-round ratios: each ratio compares
+// runs made under the same conditions.
+//
+// pgbench connects anew for every run, and a fresh PostgreSQL backend is
+// slow for its first seconds (on a small VM, ~15 s: the hypervisor's cost of
+// new processes), while a pooler's backends are already warm. A whole-run
+// average therefore flatters the pooler; the headline figures are the
+// steady state, the mean of pgbench's per-second progress over the second
+// half of each run. The whole-run ratio is reported alongside.
 
 import (
 	"bufio"
@@ -18,9 +26,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -35,74 +45,134 @@ import (
 	"pgwrt/cmd/pgwrt-lab/pglab"
 )
 
-const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10]
+const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10]
                        [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3]
-                       [-out FILE.md]`
+                       [-pgbouncer PATH|none] [-out FILE.md]`
 
 // benchOptions are bench's flags.
 type benchOptions struct {
 	pgwrt     string        // binary; "" builds one
+	pgbouncer string        // PgBouncer binary; "" looks for one, "none" runs none
 	duration  time.Duration // pgbench -T per run
 	standbys  int
 	scale     int
 	clients   []int
 	workloads []string
-	rounds    int    // direct/pgwrt pairs per (workload, clients)
+	rounds    int    // rounds per (workload, clients)
 	out       string // markdown file, "" for none
 }
 
-// benchResult is one pgbench run.
+// benchResult is tps and average latency, of a run or over rounds.
 type benchResult struct {
-	tps       float64 // without initial connection time
-	latencyMS float64 // average
+	tps       float64
+	latencyMS float64
 }
 
-// benchRound is one run direct and one through pgwrt, back to back.
+// benchRun is one pgbench run.
+type benchRun struct {
+	whole  benchResult // pgbench's summary: the whole run, without initial connection time
+	steady benchResult // the second half of the run, from its per-second progress
+}
+
+// benchRound is one run direct, one through pgwrt and, with PgBouncer, one
+// through PgBouncer, back to back.
 type benchRound struct {
-	direct, pgwrt benchResult
+	direct, pgwrt benchRun
+	pgbouncer     *benchRun // nil without PgBouncer
 }
 
-// ratio is pgwrt's tps over direct's; ok is false without a direct tps.
-func (r benchRound) ratio() (ratio float64, ok bool) {
-	if r.direct.tps <= 0 {
+// ratioOf is a over b; ok is false without a b above 0.
+func ratioOf(a, b float64) (ratio float64, ok bool) {
+	if b <= 0 {
 		return 0, false
 	}
-	return r.pgwrt.tps / r.direct.tps, true
+	return a / b, true
 }
 
-// benchRow is one line of the table: a workload at a client count, direct
-// and through pgwrt, summarised over its rounds.
+// ratio is pgwrt's steady-state tps over direct's.
+func (r benchRound) ratio() (float64, bool) { return ratioOf(r.pgwrt.steady.tps, r.direct.steady.tps) }
+
+// wholeRatio is pgwrt's whole-run tps over direct's.
+func (r benchRound) wholeRatio() (float64, bool) {
+	return ratioOf(r.pgwrt.whole.tps, r.direct.whole.tps)
+}
+
+// pgbouncerRatio is PgBouncer's steady-state tps over direct's.
+func (r benchRound) pgbouncerRatio() (float64, bool) {
+	if r.pgbouncer == nil {
+		return 0, false
+	}
+	return ratioOf(r.pgbouncer.steady.tps, r.direct.steady.tps)
+}
+
+// ratioStats summarises per-round ratios.
+type ratioStats struct {
+	median, min, max float64
+	n                int // rounds with a ratio
+}
+
+func newRatioStats(qs []float64) ratioStats {
+	if len(qs) == 0 {
+		return ratioStats{}
+	}
+	return ratioStats{median: median(qs), min: slices.Min(qs), max: slices.Max(qs), n: len(qs)}
+}
+
+// text is the median, "0.75", or "-" without any ratio.
+func (s ratioStats) text() string { return ratioText(s.median, s.n > 0) }
+
+// rangeText is the smallest and largest ratio, "0.70–0.78".
+func (s ratioStats) rangeText() string {
+	if s.n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f–%.2f", s.min, s.max)
+}
+
+// benchRow is one line of the table: a workload at a client count, direct,
+// through pgwrt and through PgBouncer, summarised over its rounds.
 type benchRow struct {
 	workload      string
 	clients       int
-	direct, pgwrt benchResult // medians over the rounds, tps and latency each
-	ratio         float64     // median of the per-round ratios
-	ratioMin      float64     // smallest per-round ratio
-	ratioMax      float64     // largest per-round ratio
-	ratios        int         // rounds with a ratio (a direct tps above 0)
+	direct, pgwrt benchResult  // steady-state medians over the rounds, tps and latency each
+	pgbouncer     *benchResult // likewise; nil without PgBouncer
+	ratio         ratioStats   // per-round steady-state ratios pgwrt/direct
+	wholeRatio    ratioStats   // per-round whole-run ratios pgwrt/direct
+	pgbRatio      ratioStats   // per-round steady-state ratios PgBouncer/direct
 }
 
-// newBenchRow summarises rounds: medians of tps and latency on each side,
-// and the median and range of the per-round ratios (not the ratio of the
-// median tps, which may pair runs from different rounds).
+// newBenchRow summarises rounds: medians of the steady-state tps and
+// latency on each side, and the median and range of the per-round ratios
+// (not the ratio of the median tps, which may pair runs from different
+// rounds).
 func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
 	row := benchRow{workload: workload, clients: clients}
-	var dTPS, pTPS, dLat, pLat, ratios []float64
+	var dTPS, pTPS, bTPS, dLat, pLat, bLat, ratios, whole, pgb []float64
 	for _, r := range rounds {
-		dTPS = append(dTPS, r.direct.tps)
-		pTPS = append(pTPS, r.pgwrt.tps)
-		dLat = append(dLat, r.direct.latencyMS)
-		pLat = append(pLat, r.pgwrt.latencyMS)
+		dTPS = append(dTPS, r.direct.steady.tps)
+		pTPS = append(pTPS, r.pgwrt.steady.tps)
+		dLat = append(dLat, r.direct.steady.latencyMS)
+		pLat = append(pLat, r.pgwrt.steady.latencyMS)
+		if r.pgbouncer != nil {
+			bTPS = append(bTPS, r.pgbouncer.steady.tps)
+			bLat = append(bLat, r.pgbouncer.steady.latencyMS)
+		}
 		if q, ok := r.ratio(); ok {
 			ratios = append(ratios, q)
+		}
+		if q, ok := r.wholeRatio(); ok {
+			whole = append(whole, q)
+		}
+		if q, ok := r.pgbouncerRatio(); ok {
+			pgb = append(pgb, q)
 		}
 	}
 	row.direct = benchResult{tps: median(dTPS), latencyMS: median(dLat)}
 	row.pgwrt = benchResult{tps: median(pTPS), latencyMS: median(pLat)}
-	if row.ratios = len(ratios); row.ratios > 0 {
-		row.ratio = median(ratios)
-		row.ratioMin, row.ratioMax = slices.Min(ratios), slices.Max(ratios)
+	if len(bTPS) > 0 {
+		row.pgbouncer = &benchResult{tps: median(bTPS), latencyMS: median(bLat)}
 	}
+	row.ratio, row.wholeRatio, row.pgbRatio = newRatioStats(ratios), newRatioStats(whole), newRatioStats(pgb)
 	return row
 }
 
@@ -121,20 +191,38 @@ func median(xs []float64) float64 {
 	return (s[m-1] + s[m]) / 2
 }
 
-// directFirst tells whether round (from 1) runs direct before pgwrt: odd
-// rounds do, even rounds run pgwrt first, so a drift in the machine's speed
-// does not favour one side.
-func directFirst(round int) bool { return round%2 == 1 }
+// Where a run's pgbench connects.
+const (
+	sideDirect = "direct"
+	sidePgwrt  = "pgwrt"
+	sidePgb    = "pgbouncer"
+)
+
+// roundOrder is the order of the runs in round (from 1): sides rotated
+// left by round-1, so a drift in the machine's speed favours no side.
+// With direct and pgwrt that alternates; with PgBouncer too it is direct,
+// pgwrt, pgbouncer, then pgwrt, pgbouncer, direct, and so on.
+func roundOrder(round int, sides []string) []string {
+	if len(sides) == 0 {
+		return nil
+	}
+	k := (round - 1) % len(sides)
+	if k < 0 {
+		k += len(sides)
+	}
+	return append(slices.Clone(sides[k:]), sides[:k]...)
+}
 
 // benchReport is everything bench measured.
 type benchReport struct {
-	opt      benchOptions
-	rows     []benchRow
-	idleKB   int // pgwrt VmRSS before the runs
-	peakKB   int // max VmRSS sampled during the runs through pgwrt
-	hwmKB    int // pgwrt VmHWM at the end
-	pgVer    string
-	protocol string
+	opt       benchOptions
+	rows      []benchRow
+	idleKB    int // pgwrt VmRSS before the runs
+	peakKB    int // max VmRSS sampled during the runs through pgwrt
+	hwmKB     int // pgwrt VmHWM at the end
+	pgVer     string
+	protocol  string
+	pgbouncer string // PgBouncer's version, "PgBouncer 1.18.0"; "" when it did not run
 }
 
 var workloadFlags = map[string]string{"select-only": "-S", "tpcb-like": ""}
@@ -145,12 +233,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.Usage = func() { fmt.Fprintln(stderr, benchUsage); fs.PrintDefaults() }
 	var o benchOptions
 	fs.StringVar(&o.pgwrt, "pgwrt", "", "pgwrt binary (default: go build ./cmd/pgwrt into a temporary directory)")
-	fs.DurationVar(&o.duration, "T", 15*time.Second, "duration of each pgbench run (whole seconds)")
+	fs.StringVar(&o.pgbouncer, "pgbouncer", "", `PgBouncer binary to compare with (default: pgbouncer in PATH or /usr/sbin, if any; "none": no PgBouncer)`)
+	fs.DurationVar(&o.duration, "T", 30*time.Second, "duration of each pgbench run (whole seconds); the steady state is its second half")
 	fs.IntVar(&o.standbys, "standbys", 0, "standbys in the lab cluster (0 or more)")
 	fs.IntVar(&o.scale, "scale", 10, "pgbench -i scale factor")
 	clients := fs.String("clients", "8,32", "client counts, comma-separated")
 	workloads := fs.String("workloads", "select-only,tpcb-like", "pgbench workloads, comma-separated: select-only, tpcb-like")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct and a pgwrt run back to back in alternating order")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct, a pgwrt (and a PgBouncer) run back to back in rotating order")
 	fs.StringVar(&o.out, "out", "", "also write the table as markdown to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -185,8 +274,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 }
 
 // bench runs the whole benchmark: a fresh cluster, pgbench -i on the
-// primary, then every (workload, clients) pair direct and through pgwrt,
-// opt.rounds times.
+// primary, then every (workload, clients) pair direct, through pgwrt and
+// through PgBouncer, opt.rounds times.
 // Everything it started is stopped when it returns.
 func bench(args []string, stdout, stderr io.Writer) error {
 	opt, err := parseBenchFlags(args, stderr)
@@ -211,6 +300,9 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// durationSecs is -T in whole seconds, as given to pgbench.
+func durationSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
+
 func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) (*benchReport, error) {
 	pgbin, err := pglab.PGBin()
 	if err != nil {
@@ -219,6 +311,13 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	pgbench := filepath.Join(pgbin, "pgbench")
 	if _, err := os.Stat(pgbench); err != nil {
 		return nil, fmt.Errorf("pgbench not found in %s", pgbin)
+	}
+	pgbouncerBin, err := findPgbouncer(opt.pgbouncer)
+	if err != nil {
+		return nil, err
+	}
+	if pgbouncerBin == "" {
+		logf("no PgBouncer (-pgbouncer %q): its columns are left out", opt.pgbouncer)
 	}
 	tmp, err := os.MkdirTemp("", "pgwrt-bench-")
 	if err != nil {
@@ -242,8 +341,8 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	logf("starting PostgreSQL (primary + %d standbys)", opt.standbys)
 	c, err := pglab.Start(ctx, pglab.Options{
 		Standbys: standbys,
-		// Room for the clients direct and through pgwrt at once, and the
-		// whole scale-10 data set in shared buffers.
+		// Room for the clients direct, through pgwrt and through PgBouncer
+		// at once, and the whole scale-10 data set in shared buffers.
 		Conf: []string{"max_connections = 200", "shared_buffers = 256MB"},
 		Logf: logf,
 	})
@@ -256,6 +355,7 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	if v, err := primary.Query(ctx, "SHOW server_version"); err == nil {
 		rep.pgVer = strings.TrimSpace(v)
 	}
+	psql := filepath.Join(pgbin, "psql")
 
 	p, err := startPgwrt(ctx, bin, filepath.Join(tmp, "pgwrt.toml"), benchConfig(c))
 	if err != nil {
@@ -263,15 +363,39 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	}
 	defer p.stop()
 	pgwrtHost, pgwrtPort, _ := strings.Cut(p.addr, ":")
-	if err := p.waitLogin(ctx, filepath.Join(pgbin, "psql"), 30*time.Second); err != nil {
+	if err := p.waitLogin(ctx, psql, 30*time.Second); err != nil {
 		return nil, err
 	}
 	logf("pgwrt %s listening on %s", bin, p.addr)
 
+	sides := []string{sideDirect, sidePgwrt}
+	target := map[string][]string{
+		sideDirect: {"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", pglab.AppUser},
+		sidePgwrt:  {"-h", pgwrtHost, "-p", pgwrtPort, "-U", pglab.AppUser},
+	}
+	var bouncer *pgwrtProcess
+	if pgbouncerBin != "" {
+		// The postgres OS user PgBouncer runs as (when we are root) must
+		// reach its directory in tmp; the files there stay private.
+		if err := os.Chmod(tmp, 0o711); err != nil {
+			return nil, err
+		}
+		bouncer, rep.pgbouncer, err = startPgbouncer(ctx, pgbouncerBin, filepath.Join(tmp, "pgbouncer"), primary, slices.Max(opt.clients))
+		if err != nil {
+			return nil, err
+		}
+		defer bouncer.stop()
+		if err := bouncer.waitLogin(ctx, psql, 30*time.Second); err != nil {
+			return nil, err
+		}
+		logf("%s (%s, session mode) listening on %s", rep.pgbouncer, pgbouncerBin, bouncer.addr)
+		h, port, _ := strings.Cut(bouncer.addr, ":")
+		sides = append(sides, sidePgb)
+		target[sidePgb] = []string{"-h", h, "-p", port, "-U", pglab.AppUser}
+	}
+
 	logf("pgbench -i -s %d on the primary", opt.scale)
-	direct := []string{"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", pglab.AppUser}
-	through := []string{"-h", pgwrtHost, "-p", pgwrtPort, "-U", pglab.AppUser}
-	if _, err := runPgbench(ctx, pgbench, append(append([]string{"-i", "-q", "-s", strconv.Itoa(opt.scale)}, direct...), pglab.AppDatabase)); err != nil {
+	if _, err := runPgbench(ctx, pgbench, append(append([]string{"-i", "-q", "-s", strconv.Itoa(opt.scale)}, target[sideDirect]...), pglab.AppDatabase), 0); err != nil {
 		return nil, err
 	}
 
@@ -282,46 +406,56 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	logf("pgwrt idle VmRSS %s", mbText(rep.idleKB))
 
 	var sampler rssSampler
-	secs := strconv.Itoa(int((opt.duration + time.Second - 1) / time.Second))
+	secs := durationSecs(opt.duration)
 	for _, w := range opt.workloads {
 		for _, n := range opt.clients {
-			args := []string{"-c", strconv.Itoa(n), "-j", "2", "-T", secs}
+			args := []string{"-c", strconv.Itoa(n), "-j", "2", "-T", strconv.Itoa(secs), "-P", "1"}
 			if f := workloadFlags[w]; f != "" {
 				args = append(args, f)
 			}
-			runDirect := func() (benchResult, error) {
-				return runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), direct...), pglab.AppDatabase))
-			}
-			runThrough := func() (benchResult, error) {
-				stopSampling := sampler.start(p.pid())
-				r, err := runPgbench(ctx, pgbench, append(append(append([]string(nil), args...), through...), pglab.AppDatabase))
-				stopSampling()
-				if err != nil {
-					return r, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
+			runSide := func(side string) (benchRun, error) {
+				a := append(append(slices.Clone(args), target[side]...), pglab.AppDatabase)
+				switch side {
+				case sidePgwrt:
+					stopSampling := sampler.start(p.pid())
+					r, err := runPgbench(ctx, pgbench, a, secs)
+					stopSampling()
+					if err != nil {
+						return r, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
+					}
+					return r, nil
+				case sidePgb:
+					r, err := runPgbench(ctx, pgbench, a, secs)
+					if err != nil {
+						return r, fmt.Errorf("%w\nPgBouncer log:\n%s", err, bouncer.logTail())
+					}
+					return r, nil
 				}
-				return r, nil
+				return runPgbench(ctx, pgbench, a, secs)
 			}
-			logf("%s, %d clients, %d rounds of direct and through pgwrt", w, n, opt.rounds)
+			logf("%s, %d clients, %d rounds of %s", w, n, opt.rounds, strings.Join(sides, ", "))
 			var rounds []benchRound
 			for i := 1; i <= opt.rounds; i++ {
 				var r benchRound
-				if directFirst(i) {
-					if r.direct, err = runDirect(); err == nil {
-						r.pgwrt, err = runThrough()
+				for _, side := range roundOrder(i, sides) {
+					run, err := runSide(side)
+					if err != nil {
+						return nil, err
 					}
-				} else {
-					if r.pgwrt, err = runThrough(); err == nil {
-						r.direct, err = runDirect()
+					switch side {
+					case sideDirect:
+						r.direct = run
+					case sidePgwrt:
+						r.pgwrt = run
+					case sidePgb:
+						r.pgbouncer = &run
 					}
 				}
-				if err != nil {
-					return nil, err
-				}
-				logf("  round %d: direct %.0f, pgwrt %.0f, ratio %s", i, r.direct.tps, r.pgwrt.tps, ratioText(r.ratio()))
+				logf("  round %d: %s", i, r.logText())
 				rounds = append(rounds, r)
 			}
 			row := newBenchRow(w, n, rounds)
-			logf("  median: direct %.0f, pgwrt %.0f, ratio %s (range %s)", row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText())
+			logf("  median: %s", row.logText())
 			rep.rows = append(rep.rows, row)
 		}
 	}
@@ -330,6 +464,33 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 		return nil, err
 	}
 	return rep, nil
+}
+
+// logText is a round in a log line: steady-state tps, the steady-state
+// ratios and the whole-run ratio.
+func (r benchRound) logText() string {
+	s := fmt.Sprintf("direct %.0f, pgwrt %.0f", r.direct.steady.tps, r.pgwrt.steady.tps)
+	if r.pgbouncer != nil {
+		s += fmt.Sprintf(", pgbouncer %.0f", r.pgbouncer.steady.tps)
+	}
+	s += " tps steady; ratio " + ratioText(r.ratio())
+	if r.pgbouncer != nil {
+		s += ", pgbouncer ratio " + ratioText(r.pgbouncerRatio())
+	}
+	return s + fmt.Sprintf("; whole run direct %.0f, pgwrt %.0f, ratio %s", r.direct.whole.tps, r.pgwrt.whole.tps, ratioText(r.wholeRatio()))
+}
+
+// logText is a row in a log line.
+func (row benchRow) logText() string {
+	s := fmt.Sprintf("direct %.0f, pgwrt %.0f", row.direct.tps, row.pgwrt.tps)
+	if row.pgbouncer != nil {
+		s += fmt.Sprintf(", pgbouncer %.0f", row.pgbouncer.tps)
+	}
+	s += fmt.Sprintf(" tps steady; ratio %s (range %s), whole-run ratio %s", row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text())
+	if row.pgbouncer != nil {
+		s += ", pgbouncer ratio " + row.pgbRatio.text()
+	}
+	return s
 }
 
 // buildPgwrt builds ./cmd/pgwrt of the module we are run in, as shipped
@@ -364,11 +525,17 @@ var (
 	tpsRE     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
 	latencyRE = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 	failedRE  = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
+	// pgbench -P: "progress: 1.0 s, 8396.6 tps, lat 2.767 ms stddev 2.922, 0 failed"
+	// (PostgreSQL 15; older ones end after the stddev). The time is the
+	// end of the interval, in seconds since the start.
+	progressRE = regexp.MustCompile(`(?m)^progress: ([0-9.]+) s, ([0-9.]+) tps, lat ([0-9.]+|-?nan|-?NaN) ms`)
 )
 
-// runPgbench runs pgbench with the app user's password and reads its TPS
-// and average latency (zero for -i).
-func runPgbench(ctx context.Context, pgbench string, args []string) (benchResult, error) {
+// runPgbench runs pgbench with the app user's password and reads its
+// whole-run TPS and average latency, and the steady state of the second
+// half of its secs-second run from its progress lines (args must have
+// -P 1). Nothing for -i.
+func runPgbench(ctx context.Context, pgbench string, args []string, secs int) (benchRun, error) {
 	cmd := exec.CommandContext(ctx, pgbench, args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+pglab.AppPassword, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=20")
 	var stdout, stderr bytes.Buffer
@@ -376,12 +543,20 @@ func runPgbench(ctx context.Context, pgbench string, args []string) (benchResult
 	err := cmd.Run()
 	desc := "pgbench " + strings.Join(args, " ")
 	if err != nil {
-		return benchResult{}, fmt.Errorf("%s: %v\n%s%s", desc, err, stdout.String(), lastLines(stderr.String(), 20))
+		return benchRun{}, fmt.Errorf("%s: %v\n%s%s", desc, err, stdout.String(), lastLines(stderr.String(), 20))
 	}
 	if len(args) > 0 && args[0] == "-i" {
-		return benchResult{}, nil
+		return benchRun{}, nil
 	}
-	return parsePgbench(desc, stdout.String())
+	var r benchRun
+	if r.whole, err = parsePgbench(desc, stdout.String()); err != nil {
+		return r, err
+	}
+	r.steady = r.whole
+	if s, ok := steadyState(parseProgress(stderr.String()), float64(secs)); ok {
+		r.steady = s
+	}
+	return r, nil
 }
 
 func parsePgbench(desc, out string) (benchResult, error) {
@@ -399,6 +574,70 @@ func parsePgbench(desc, out string) (benchResult, error) {
 	return r, nil
 }
 
+// progressInterval is one pgbench progress line: the interval from start
+// to end (seconds since the run began) and its tps and average latency.
+type progressInterval struct {
+	start, end float64
+	tps        float64
+	latencyMS  float64 // NaN when pgbench printed none
+}
+
+// parseProgress reads pgbench's progress lines; an interval starts where
+// the one before ended (the first at 0).
+func parseProgress(out string) []progressInterval {
+	var iv []progressInterval
+	prev := 0.0
+	for _, m := range progressRE.FindAllStringSubmatch(out, -1) {
+		end, err1 := strconv.ParseFloat(m[1], 64)
+		tps, err2 := strconv.ParseFloat(m[2], 64)
+		if err1 != nil || err2 != nil || end <= prev {
+			continue
+		}
+		lat, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			lat = math.NaN()
+		}
+		iv = append(iv, progressInterval{start: prev, end: end, tps: tps, latencyMS: lat})
+		prev = end
+	}
+	return iv
+}
+
+// steadyState is the mean over the intervals of the second half of a run
+// of secs seconds, those starting at secs/2 or later: tps weighted by the
+// intervals' lengths (the plain mean for pgbench -P 1), latency by their
+// transactions. Without such an interval (a run too short) it is the last
+// interval; ok is false without any.
+func steadyState(iv []progressInterval, secs float64) (r benchResult, ok bool) {
+	var second []progressInterval
+	for _, x := range iv {
+		if x.start >= secs/2 {
+			second = append(second, x)
+		}
+	}
+	if len(second) == 0 {
+		if len(iv) == 0 {
+			return r, false
+		}
+		second = iv[len(iv)-1:]
+	}
+	var span, txs, latSum float64
+	for _, x := range second {
+		d := x.end - x.start
+		span += d
+		r.tps += x.tps * d
+		if n := x.tps * d; n > 0 && !math.IsNaN(x.latencyMS) {
+			txs += n
+			latSum += x.latencyMS * n
+		}
+	}
+	r.tps /= span
+	if txs > 0 {
+		r.latencyMS = latSum / txs
+	}
+	return r, true
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.SplitAfter(s, "\n")
 	if len(lines) > n {
@@ -407,9 +646,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "")
 }
 
-// ---- the pgwrt process ----
+// ---- the pgwrt and PgBouncer processes ----
 
+// pgwrtProcess is a pgwrt (or PgBouncer) process we started, with the last
+// lines of its log.
 type pgwrtProcess struct {
+	name string // "pgwrt", "PgBouncer"
 	cmd  *exec.Cmd
 	addr string
 	done chan struct{}
@@ -426,15 +668,26 @@ func startPgwrt(ctx context.Context, bin, path, config string) (*pgwrtProcess, e
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	p := &pgwrtProcess{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "-c", path)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
+	cmd := exec.Command(bin, "run", "-c", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p, addr, err := startLogged(ctx, "pgwrt", cmd, startedRE)
 	if err != nil {
 		return nil, err
 	}
+	p.addr = addr
+	return p, nil
+}
+
+// startLogged starts cmd and returns once a line of its stderr matches
+// ready, with the line's first submatch.
+func startLogged(ctx context.Context, name string, cmd *exec.Cmd, ready *regexp.Regexp) (*pgwrtProcess, string, error) {
+	p := &pgwrtProcess{name: name, cmd: cmd, done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		return nil, "", err
+	}
 	if err := p.cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	started := make(chan string, 1)
 	go func() {
@@ -446,7 +699,7 @@ func startPgwrt(ctx context.Context, bin, path, config string) (*pgwrtProcess, e
 				p.log = p.log[len(p.log)-100:]
 			}
 			p.mu.Unlock()
-			if m := startedRE.FindStringSubmatch(line); m != nil {
+			if m := ready.FindStringSubmatch(line); m != nil {
 				select {
 				case started <- m[1]:
 				default:
@@ -458,16 +711,16 @@ func startPgwrt(ctx context.Context, bin, path, config string) (*pgwrtProcess, e
 		close(p.done)
 	}()
 	select {
-	case p.addr = <-started:
-		return p, nil
+	case m := <-started:
+		return p, m, nil
 	case <-p.done:
-		return nil, fmt.Errorf("pgwrt exited at start:\n%s", p.logTail())
+		return nil, "", fmt.Errorf("%s exited at start:\n%s", name, p.logTail())
 	case <-ctx.Done():
 		p.stop()
-		return nil, ctx.Err()
+		return nil, "", ctx.Err()
 	case <-time.After(20 * time.Second):
 		p.stop()
-		return nil, fmt.Errorf("pgwrt did not start within 20s:\n%s", p.logTail())
+		return nil, "", fmt.Errorf("%s did not start within 20s:\n%s", name, p.logTail())
 	}
 }
 
@@ -495,8 +748,8 @@ func (p *pgwrtProcess) stop() {
 	}
 }
 
-// waitLogin runs `psql -c 'SELECT 1'` through pgwrt until it works: pgwrt
-// has found the primary.
+// waitLogin runs `psql -c 'SELECT 1'` through the process until it works:
+// pgwrt has found the primary, PgBouncer reaches it.
 func (p *pgwrtProcess) waitLogin(ctx context.Context, psql string, d time.Duration) error {
 	host, port, _ := strings.Cut(p.addr, ":")
 	end := time.Now().Add(d)
@@ -510,11 +763,129 @@ func (p *pgwrtProcess) waitLogin(ctx context.Context, psql string, d time.Durati
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited:\n%s", p.name, p.logTail())
+		default:
+		}
 		if time.Now().After(end) {
-			return fmt.Errorf("no login through pgwrt within %s: %v: %s\npgwrt log:\n%s", d, err, out, p.logTail())
+			return fmt.Errorf("no login through %s within %s: %v: %s\n%s log:\n%s", p.name, d, err, out, p.name, p.logTail())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// findPgbouncer resolves -pgbouncer: "none" is no PgBouncer, "" is
+// pgbouncer in PATH or /usr/sbin if there is one (else none), anything else
+// must be an executable.
+func findPgbouncer(flagValue string) (string, error) {
+	switch flagValue {
+	case "none":
+		return "", nil
+	case "":
+		if p, err := exec.LookPath("pgbouncer"); err == nil {
+			return p, nil
+		}
+		if p, err := exec.LookPath("/usr/sbin/pgbouncer"); err == nil {
+			return p, nil
+		}
+		return "", nil
+	}
+	p, err := exec.LookPath(flagValue)
+	if err != nil {
+		return "", fmt.Errorf("-pgbouncer: %w", err)
+	}
+	return p, nil
+}
+
+var pgbouncerUpRE = regexp.MustCompile(`LOG process up: (PgBouncer [^,\s]+)`)
+
+// startPgbouncer runs PgBouncer in session mode in front of primary on a
+// free loopback port, with a pool of poolSize server connections and the
+// app user's password, its files in dir (created; the caller removes it);
+// it returns once PgBouncer is up, with its version. As root it runs as the
+// postgres OS user (PgBouncer refuses root), who owns dir and must be able
+// to reach it.
+func startPgbouncer(ctx context.Context, bin, dir string, primary *pglab.Node, poolSize int) (*pgwrtProcess, string, error) {
+	cred, err := postgresCredential()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	ini, auth := filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "userlist.txt")
+	files := map[string]string{
+		ini:  pgbouncerConfig(primary.Host, primary.Port, host, port, auth, dir, poolSize),
+		auth: fmt.Sprintf("%q %q\n", pglab.AppUser, pglab.AppPassword),
+	}
+	for path, text := range files {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			return nil, "", err
+		}
+	}
+	if cred != nil {
+		for _, path := range []string{dir, ini, auth} {
+			if err := os.Chown(path, int(cred.Uid), int(cred.Gid)); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	cmd := exec.Command(bin, ini)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	p, version, err := startLogged(ctx, "PgBouncer", cmd, pgbouncerUpRE)
+	if err != nil {
+		return nil, "", err
+	}
+	p.addr = addr
+	return p, version, nil
+}
+
+// pgbouncerConfig is PgBouncer's ini: session mode, every database on the
+// primary, clients authenticated with the plain passwords of authFile
+// (which PgBouncer also uses towards the server), no Unix socket.
+func pgbouncerConfig(serverHost string, serverPort int, host, port, authFile, dir string, poolSize int) string {
+	return fmt.Sprintf(`[databases]
+* = host=%s port=%d
+
+[pgbouncer]
+listen_addr = %s
+listen_port = %s
+unix_socket_dir =
+auth_type = plain
+auth_file = %s
+pool_mode = session
+default_pool_size = %d
+max_client_conn = 200
+server_tls_sslmode = disable
+ignore_startup_parameters = extra_float_digits
+logfile = %s
+pidfile = %s
+`, serverHost, serverPort, host, port, authFile, poolSize,
+		filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
+}
+
+// postgresCredential is the postgres OS user's when we are root, else nil
+// (run as ourselves).
+func postgresCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("PgBouncer refuses to run as root, and there is no postgres OS user to run it as: %w", err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("postgres OS user: bad uid %q or gid %q", u.Uid, u.Gid)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // ---- memory ----
@@ -601,17 +972,6 @@ func ratioText(q float64, ok bool) string {
 	return fmt.Sprintf("%.2f", q)
 }
 
-// ratioText is the row's median per-round ratio.
-func (row benchRow) ratioText() string { return ratioText(row.ratio, row.ratios > 0) }
-
-// rangeText is the smallest and largest per-round ratio, "0.70–0.78".
-func (row benchRow) rangeText() string {
-	if row.ratios == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f–%.2f", row.ratioMin, row.ratioMax)
-}
-
 func (r *benchReport) conditions() string {
 	ver := r.pgVer
 	if ver == "" {
@@ -621,12 +981,20 @@ func (r *benchReport) conditions() string {
 	if rounds < 1 {
 		rounds = 1
 	}
-	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2, %s query protocol, fsync off, primary + %d standbys; "+
+	runs := "a direct and a pgwrt run back to back (direct first in odd rounds, pgwrt first in even ones)"
+	pgb := ""
+	if r.pgbouncer != "" {
+		runs = "a direct, a pgwrt and a PgBouncer run back to back, the order rotated from round to round"
+		pgb = fmt.Sprintf("; %s in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps", r.pgbouncer)
+	}
+	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; "+
 		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
-		"%d rounds per row, each a direct and a pgwrt run back to back (direct first in odd rounds, pgwrt first in even ones); "+
-		"tps and latency are medians over the rounds, ratio is the median of the per-round ratios (pgwrt tps / direct tps), "+
-		"ratio range their smallest and largest",
-		ver, r.opt.scale, int((r.opt.duration+time.Second-1)/time.Second), r.protocol, r.opt.standbys, runtime.NumCPU(), rounds)
+		"%d rounds per row, each %s; "+
+		"tps and latency are steady state, the mean of pgbench's per-second progress over the second half of each run "+
+		"(the fresh backends of a direct run ramp up for their first seconds, ~15 s on a small VM, while a pooler's are already warm), medians over the rounds; "+
+		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+
+		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct)%s",
+		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, runtime.NumCPU(), rounds, runs, pgb)
 }
 
 func (r *benchReport) memory() string {
@@ -634,25 +1002,55 @@ func (r *benchReport) memory() string {
 		mbText(r.idleKB), mbText(r.peakKB), mbText(r.hwmKB))
 }
 
+// tableHeader is the columns of the text table (the markdown one spells
+// them out, mdHeader); the PgBouncer columns only when it ran.
+func (r *benchReport) tableHeader() []string {
+	h := []string{"workload", "clients", "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio"}
+	if r.pgbouncer != "" {
+		h = append(h, "pgbouncer_tps", "pgbouncer_ratio")
+	}
+	return append(h, "direct_lat_ms", "pgwrt_lat_ms")
+}
+
+// tableRow is row's cells under tableHeader.
+func (r *benchReport) tableRow(row benchRow) []string {
+	c := []string{row.workload, strconv.Itoa(row.clients), fmt.Sprintf("%.0f", row.direct.tps), fmt.Sprintf("%.0f", row.pgwrt.tps),
+		row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text()}
+	if r.pgbouncer != "" {
+		tps := "-"
+		if row.pgbouncer != nil {
+			tps = fmt.Sprintf("%.0f", row.pgbouncer.tps)
+		}
+		c = append(c, tps, row.pgbRatio.text())
+	}
+	return append(c, fmt.Sprintf("%.3f", row.direct.latencyMS), fmt.Sprintf("%.3f", row.pgwrt.latencyMS))
+}
+
 func (r *benchReport) writeTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tdirect_tps\tpgwrt_tps\tratio\tratio_range\tdirect_lat_ms\tpgwrt_lat_ms\t")
+	fmt.Fprintln(tw, strings.Join(r.tableHeader(), "\t")+"\t")
 	for _, row := range r.rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\t%s\t%.3f\t%.3f\t\n", row.workload, row.clients,
-			row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText(), row.direct.latencyMS, row.pgwrt.latencyMS)
+		fmt.Fprintln(tw, strings.Join(r.tableRow(row), "\t")+"\t")
 	}
 	tw.Flush()
 	fmt.Fprintln(w, r.memory())
 	fmt.Fprintln(w, r.conditions())
 }
 
+// mdHeader turns a text table column into a markdown one: "direct_lat_ms"
+// into "direct latency ms".
+var mdHeader = strings.NewReplacer("_lat_", " latency ", "whole_run_", "whole-run ", "_", " ")
+
 func (r *benchReport) markdown() string {
 	var b strings.Builder
-	b.WriteString("| workload | clients | direct tps | pgwrt tps | ratio | ratio range | direct latency ms | pgwrt latency ms |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	h := r.tableHeader()
+	for i := range h {
+		h[i] = mdHeader.Replace(h[i])
+	}
+	b.WriteString("| " + strings.Join(h, " | ") + " |\n|---|")
+	b.WriteString(strings.Repeat("--:|", len(h)-1) + "\n")
 	for _, row := range r.rows {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %s | %s | %.3f | %.3f |\n", row.workload, row.clients,
-			row.direct.tps, row.pgwrt.tps, row.ratioText(), row.rangeText(), row.direct.latencyMS, row.pgwrt.latencyMS)
+		b.WriteString("| " + strings.Join(r.tableRow(row), " | ") + " |\n")
 	}
 	fmt.Fprintf(&b, "\n%s.\n\n%s.\n", r.memory(), r.conditions())
 	return b.String()

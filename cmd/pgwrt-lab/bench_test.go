@@ -61,10 +61,71 @@ func TestParseProcMem(t *testing.T) {
 	}
 }
 
+// pgbench -P 1's stderr: PostgreSQL 15's format with ", 0 failed", an
+// older one without, and lines that are no progress.
+const pgbenchProgress = `pgbench (15.14 (Debian 15.14-0+deb12u1))
+progress: 1.0 s, 8396.6 tps, lat 2.767 ms stddev 2.922, 0 failed
+progress: 2.0 s, 10000.0 tps, lat 2.000 ms stddev 1.500, 0 failed
+progress: 3.0 s, 12000.0 tps, lat 1.500 ms stddev 1.000
+pgbench: warning: something
+progress: 4.0 s, 0.0 tps, lat nan ms stddev nan, 0 failed
+progress: 5.0 s, 14000.0 tps, lat 1.250 ms stddev 0.900, 0 failed, 0 retried
+`
+
+func TestParseProgress(t *testing.T) {
+	iv := parseProgress(pgbenchProgress)
+	want := []progressInterval{
+		{0, 1, 8396.6, 2.767}, {1, 2, 10000, 2}, {2, 3, 12000, 1.5}, {3, 4, 0, math.NaN()}, {4, 5, 14000, 1.25},
+	}
+	if len(iv) != len(want) {
+		t.Fatalf("parseProgress = %+v, want %+v", iv, want)
+	}
+	for i, w := range want {
+		g := iv[i]
+		if g.start != w.start || g.end != w.end || g.tps != w.tps ||
+			(g.latencyMS != w.latencyMS && !(math.IsNaN(g.latencyMS) && math.IsNaN(w.latencyMS))) {
+			t.Errorf("interval %d = %+v, want %+v", i, g, w)
+		}
+	}
+	if iv := parseProgress(pgbenchOutput); len(iv) != 0 {
+		t.Errorf("progress in pgbench's summary: %+v", iv)
+	}
+}
+
+func TestSteadyState(t *testing.T) {
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	// A 10-second run ramping up: the second half is the intervals from
+	// 5 s on.
+	var iv []progressInterval
+	for i := range 10 {
+		iv = append(iv, progressInterval{start: float64(i), end: float64(i + 1), tps: 1000 * float64(i+1), latencyMS: 10 / float64(i+1)})
+	}
+	r, ok := steadyState(iv, 10)
+	// tps: mean of 6000..10000; latency weighted by transactions: 5
+	// intervals of 10 ms·tx each over 40000 tx.
+	if !ok || !near(r.tps, 8000) || !near(r.latencyMS, 5*10000/40000.0) {
+		t.Fatalf("steadyState = %+v, %v", r, ok)
+	}
+	// The example output: over 5 s, the intervals from 2.5 s on are
+	// 3–4 (no transactions, no latency) and 4–5.
+	r, ok = steadyState(parseProgress(pgbenchProgress), 5)
+	if !ok || !near(r.tps, 7000) || !near(r.latencyMS, 1.25) {
+		t.Fatalf("steadyState(example) = %+v, %v", r, ok)
+	}
+	// Too short for a second half: the last interval.
+	r, ok = steadyState(iv[:1], 2)
+	if !ok || r != (benchResult{1000, 10}) {
+		t.Fatalf("steadyState, one early interval = %+v, %v", r, ok)
+	}
+	if _, ok := steadyState(nil, 10); ok {
+		t.Fatal("steadyState without intervals is ok")
+	}
+}
+
 func TestBenchFlags(t *testing.T) {
 	o, err := parseBenchFlags(nil, io.Discard)
-	if err != nil || o.duration != 15*time.Second || o.scale != 10 || len(o.clients) != 2 || o.clients[1] != 32 ||
-		strings.Join(o.workloads, ",") != "select-only,tpcb-like" || o.standbys != 0 || o.rounds != 3 {
+	if err != nil || o.duration != 30*time.Second || o.scale != 10 || len(o.clients) != 2 || o.clients[1] != 32 ||
+		strings.Join(o.workloads, ",") != "select-only,tpcb-like" || o.standbys != 0 || o.rounds != 3 || o.pgbouncer != "" {
 		t.Fatalf("defaults = %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{
@@ -74,8 +135,34 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("parseBenchFlags(%q) accepted", bad)
 		}
 	}
-	if o, err := parseBenchFlags([]string{"-rounds", "5"}, io.Discard); err != nil || o.rounds != 5 {
-		t.Fatalf("-rounds 5 = %d, %v", o.rounds, err)
+	if o, err := parseBenchFlags([]string{"-rounds", "5", "-pgbouncer", "none"}, io.Discard); err != nil || o.rounds != 5 || o.pgbouncer != "none" {
+		t.Fatalf("-rounds 5 -pgbouncer none = %+v, %v", o, err)
+	}
+}
+
+func TestFindPgbouncer(t *testing.T) {
+	if p, err := findPgbouncer("none"); p != "" || err != nil {
+		t.Errorf("findPgbouncer(none) = %q, %v", p, err)
+	}
+	if _, err := findPgbouncer(filepath.Join(t.TempDir(), "pgbouncer")); err == nil {
+		t.Error("findPgbouncer of a missing file: no error")
+	}
+	if _, err := findPgbouncer(""); err != nil {
+		t.Errorf("findPgbouncer(\"\"): %v", err)
+	}
+	up := "2026-11-27 15:58:34.268 UTC [27423] LOG process up: PgBouncer 1.18.0, libevent 2.1.12-stable (epoll), adns: c-ares 1.18.1"
+	if m := pgbouncerUpRE.FindStringSubmatch(up); m == nil || m[1] != "PgBouncer 1.18.0" {
+		t.Errorf("pgbouncerUpRE on %q: %q", up, m)
+	}
+	cfg := pgbouncerConfig("127.0.0.1", 5433, "127.0.0.1", "6544", "/d/userlist.txt", "/d", 32)
+	for _, want := range []string{
+		"* = host=127.0.0.1 port=5433\n", "listen_port = 6544\n", "unix_socket_dir =\n", "auth_type = plain\n",
+		"auth_file = /d/userlist.txt\n", "pool_mode = session\n", "default_pool_size = 32\n", "max_client_conn = 200\n",
+		"logfile = /d/pgbouncer.log\n", "pidfile = /d/pgbouncer.pid\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("pgbouncerConfig lacks %q:\n%s", want, cfg)
+		}
 	}
 }
 
@@ -94,61 +181,101 @@ func TestBenchMedian(t *testing.T) {
 			t.Errorf("median reordered its argument: %v", c.xs)
 		}
 	}
-	if !directFirst(1) || directFirst(2) || !directFirst(3) || directFirst(4) {
-		t.Error("directFirst: odd rounds run direct first, even rounds pgwrt first")
+}
+
+func TestRoundOrder(t *testing.T) {
+	two := []string{sideDirect, sidePgwrt}
+	three := []string{sideDirect, sidePgwrt, sidePgb}
+	for _, c := range []struct {
+		round int
+		sides []string
+		want  string
+	}{
+		{1, two, "direct,pgwrt"}, {2, two, "pgwrt,direct"}, {3, two, "direct,pgwrt"}, {4, two, "pgwrt,direct"},
+		{1, three, "direct,pgwrt,pgbouncer"}, {2, three, "pgwrt,pgbouncer,direct"},
+		{3, three, "pgbouncer,direct,pgwrt"}, {4, three, "direct,pgwrt,pgbouncer"},
+	} {
+		if got := strings.Join(roundOrder(c.round, c.sides), ","); got != c.want {
+			t.Errorf("roundOrder(%d, %v) = %s, want %s", c.round, c.sides, got, c.want)
+		}
+	}
+	if strings.Join(three, ",") != "direct,pgwrt,pgbouncer" {
+		t.Errorf("roundOrder modified its argument: %v", three)
 	}
 }
+
+// flat is a benchRun whose steady state is the whole run.
+func flat(tps, lat float64) benchRun { return benchRun{benchResult{tps, lat}, benchResult{tps, lat}} }
 
 // TestBenchRow: the ratio is the median of the per-round ratios, not the
 // ratio of the median tps.
 func TestBenchRow(t *testing.T) {
 	row := newBenchRow("select-only", 8, []benchRound{
-		{benchResult{10000, 0.8}, benchResult{8000, 1.0}},  // 0.80
-		{benchResult{16000, 0.5}, benchResult{11200, 0.7}}, // 0.70
-		{benchResult{9000, 0.9}, benchResult{6750, 1.2}},   // 0.75
+		{direct: flat(10000, 0.8), pgwrt: flat(8000, 1.0)},  // 0.80
+		{direct: flat(16000, 0.5), pgwrt: flat(11200, 0.7)}, // 0.70
+		{direct: flat(9000, 0.9), pgwrt: flat(6750, 1.2)},   // 0.75
 	})
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 	if row.workload != "select-only" || row.clients != 8 ||
-		row.direct != (benchResult{10000, 0.8}) || row.pgwrt != (benchResult{8000, 1.0}) ||
-		!near(row.ratio, 0.75) || !near(row.ratioMin, 0.70) || !near(row.ratioMax, 0.80) || row.ratios != 3 {
+		row.direct != (benchResult{10000, 0.8}) || row.pgwrt != (benchResult{8000, 1.0}) || row.pgbouncer != nil ||
+		!near(row.ratio.median, 0.75) || !near(row.ratio.min, 0.70) || !near(row.ratio.max, 0.80) || row.ratio.n != 3 {
 		t.Fatalf("newBenchRow = %+v", row)
 	}
-	if row.ratioText() != "0.75" || row.rangeText() != "0.70–0.80" {
-		t.Errorf("ratioText %q, rangeText %q", row.ratioText(), row.rangeText())
+	if row.ratio.text() != "0.75" || row.ratio.rangeText() != "0.70–0.80" || row.wholeRatio.text() != "0.75" || row.pgbRatio.text() != "-" {
+		t.Errorf("ratio %q, range %q, whole %q, pgbouncer %q", row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text(), row.pgbRatio.text())
 	}
 
 	// Two rounds: medians are the means of the two.
 	row = newBenchRow("tpcb-like", 32, []benchRound{
-		{benchResult{1000, 30}, benchResult{600, 50}},  // 0.60
-		{benchResult{2000, 20}, benchResult{1400, 24}}, // 0.70
+		{direct: flat(1000, 30), pgwrt: flat(600, 50)},  // 0.60
+		{direct: flat(2000, 20), pgwrt: flat(1400, 24)}, // 0.70
 	})
-	if row.direct != (benchResult{1500, 25}) || row.pgwrt != (benchResult{1000, 37}) || !near(row.ratio, 0.65) ||
-		row.rangeText() != "0.60–0.70" {
+	if row.direct != (benchResult{1500, 25}) || row.pgwrt != (benchResult{1000, 37}) || !near(row.ratio.median, 0.65) ||
+		row.ratio.rangeText() != "0.60–0.70" {
 		t.Fatalf("newBenchRow, two rounds = %+v", row)
+	}
+
+	// The columns are the steady state; the whole run only makes
+	// whole_run_ratio. PgBouncer's ratio is against the same round's
+	// direct run.
+	ramp := func(whole, steady float64) benchRun {
+		return benchRun{whole: benchResult{whole, 8 / whole * 1000}, steady: benchResult{steady, 8 / steady * 1000}}
+	}
+	pgb := []benchRun{ramp(16000, 16000), ramp(15000, 15000), ramp(15500, 15500)}
+	row = newBenchRow("select-only", 8, []benchRound{
+		{direct: ramp(20000, 25000), pgwrt: ramp(15000, 15000), pgbouncer: &pgb[0]}, // 0.60, whole 0.75, pgbouncer 0.64
+		{direct: ramp(19000, 24000), pgwrt: ramp(15200, 15600), pgbouncer: &pgb[1]}, // 0.65, whole 0.80, pgbouncer 0.625
+		{direct: ramp(21000, 25000), pgwrt: ramp(14700, 15500), pgbouncer: &pgb[2]}, // 0.62, whole 0.70, pgbouncer 0.62
+	})
+	if row.direct.tps != 25000 || row.pgwrt.tps != 15500 || row.pgbouncer == nil || row.pgbouncer.tps != 15500 ||
+		!near(row.direct.latencyMS, 8/25000.0*1000) ||
+		row.ratio.text() != "0.62" || row.ratio.rangeText() != "0.60–0.65" || row.wholeRatio.text() != "0.75" ||
+		!near(row.pgbRatio.median, 0.625) || row.pgbRatio.n != 3 {
+		t.Fatalf("newBenchRow, steady state and PgBouncer = %+v (pgbouncer %+v)", row, row.pgbouncer)
 	}
 
 	// A round without a direct tps gives no ratio; with none at all the
 	// row says so.
 	row = newBenchRow("select-only", 8, []benchRound{
-		{benchResult{0, 0}, benchResult{500, 2}},
-		{benchResult{1000, 1}, benchResult{900, 1.1}},
+		{direct: flat(0, 0), pgwrt: flat(500, 2)},
+		{direct: flat(1000, 1), pgwrt: flat(900, 1.1)},
 	})
-	if row.ratios != 1 || !near(row.ratio, 0.9) || row.rangeText() != "0.90–0.90" {
+	if row.ratio.n != 1 || !near(row.ratio.median, 0.9) || row.ratio.rangeText() != "0.90–0.90" {
 		t.Fatalf("newBenchRow, a round without direct tps = %+v", row)
 	}
-	row = newBenchRow("select-only", 8, []benchRound{{benchResult{0, 0}, benchResult{500, 2}}})
-	if row.ratioText() != "-" || row.rangeText() != "-" {
-		t.Fatalf("newBenchRow, no direct tps: ratio %q, range %q", row.ratioText(), row.rangeText())
+	row = newBenchRow("select-only", 8, []benchRound{{direct: flat(0, 0), pgwrt: flat(500, 2)}})
+	if row.ratio.text() != "-" || row.ratio.rangeText() != "-" || row.wholeRatio.text() != "-" {
+		t.Fatalf("newBenchRow, no direct tps: ratio %q, range %q", row.ratio.text(), row.ratio.rangeText())
 	}
 }
 
 func TestBenchMarkdown(t *testing.T) {
 	r := &benchReport{
-		opt: benchOptions{duration: 15 * time.Second, scale: 10, rounds: 3},
+		opt: benchOptions{duration: 30 * time.Second, scale: 10, rounds: 3},
 		rows: []benchRow{newBenchRow("select-only", 8, []benchRound{
-			{benchResult{10000, 0.8}, benchResult{8000, 1}},
-			{benchResult{12000, 0.7}, benchResult{9000, 0.9}},
-			{benchResult{9000, 0.9}, benchResult{7470, 1.1}},
+			{direct: flat(10000, 0.8), pgwrt: flat(8000, 1)},
+			{direct: flat(12000, 0.7), pgwrt: flat(9000, 0.9)},
+			{direct: flat(9000, 0.9), pgwrt: flat(7470, 1.1)},
 		})},
 		idleKB:   6 * 1024,
 		peakKB:   9 * 1024,
@@ -157,30 +284,68 @@ func TestBenchMarkdown(t *testing.T) {
 	}
 	md := r.markdown()
 	for _, want := range []string{
-		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | direct latency ms | pgwrt latency ms |",
-		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.800 | 1.000 |",
+		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | 0.800 | 1.000 |",
 		"pgwrt RSS idle 6.0 MB, peak under load 9.0 MB",
-		"3 rounds per row", "ratio is the median of the per-round ratios",
+		"3 rounds per row", "-T 30s", "ratio is the median of the per-round steady-state ratios",
+		"the mean of pgbench's per-second progress over the second half of each run", "the whole-run ratio is the median",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+	if strings.Contains(md, "pgbouncer") || strings.Contains(md, "PgBouncer") {
+		t.Errorf("PgBouncer in the markdown without PgBouncer:\n%s", md)
+	}
 	var text bytes.Buffer
 	r.writeTable(&text)
-	if !benchRowRE.MatchString(text.String()) {
-		t.Errorf("table row does not match %s:\n%s", benchRowRE, text.String())
+	if m := benchRowRE.FindStringSubmatch(text.String()); m == nil || m[7] != "" {
+		t.Errorf("table row does not match %s without PgBouncer:\n%s", benchRowRE, text.String())
 	}
-	for _, want := range []string{"ratio_range", "3 rounds per row", "pgwrt RSS idle 6.0 MB"} {
+	for _, want := range []string{"ratio_range  whole_run_ratio  direct_lat_ms", "3 rounds per row", "pgwrt RSS idle 6.0 MB"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
 	}
+	if strings.Contains(text.String(), "pgbouncer") {
+		t.Errorf("PgBouncer columns without PgBouncer:\n%s", text.String())
+	}
+
+	// With PgBouncer.
+	pgb := []benchRun{flat(8500, 0.95), flat(9600, 0.8), flat(7000, 1.2)}
+	r.pgbouncer = "PgBouncer 1.18.0"
+	r.rows = []benchRow{newBenchRow("select-only", 8, []benchRound{
+		{direct: flat(10000, 0.8), pgwrt: flat(8000, 1), pgbouncer: &pgb[0]},
+		{direct: flat(12000, 0.7), pgwrt: flat(9000, 0.9), pgbouncer: &pgb[1]},
+		{direct: flat(9000, 0.9), pgwrt: flat(7470, 1.1), pgbouncer: &pgb[2]},
+	})}
+	md = r.markdown()
+	for _, want := range []string{
+		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgbouncer tps | pgbouncer ratio | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | 8500 | 0.80 | 0.800 | 1.000 |",
+		"PgBouncer 1.18.0 in session mode", "the order rotated from round to round",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown with PgBouncer lacks %q:\n%s", want, md)
+		}
+	}
+	text.Reset()
+	r.writeTable(&text)
+	if m := benchRowRE.FindStringSubmatch(text.String()); m == nil || m[7] != "8500" || m[8] != "0.80" {
+		t.Errorf("table row does not match %s with PgBouncer: %q\n%s", benchRowRE, m, text.String())
+	}
+	if !strings.Contains(text.String(), "whole_run_ratio  pgbouncer_tps  pgbouncer_ratio  direct_lat_ms") {
+		t.Errorf("table lacks the PgBouncer columns:\n%s", text.String())
+	}
 }
 
 // benchRowRE matches a select-only row at 8 clients in the text table:
-// direct tps, pgwrt tps, ratio, ratio range, two latencies.
-var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+[0-9.]+\s+[0-9.]+`)
+// direct tps, pgwrt tps, ratio, ratio range, whole-run ratio, PgBouncer tps
+// and ratio when there, two latencies.
+var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+([0-9.]+)(?:\s+(\d+)\s+([0-9.]+))?\s+[0-9]+\.[0-9]+\s+[0-9]+\.[0-9]+`)
+
+// benchRoundRE matches a round's log line.
+var benchRoundRE = regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+(, pgbouncer \d+)? tps steady; ratio [0-9.]+(, pgbouncer ratio [0-9.]+)?; whole run direct \d+, pgwrt \d+, ratio [0-9.]+$`)
 
 // TestBench runs the real thing, shortened: one workload, one client count,
 // 2 seconds, scale 1.
@@ -202,7 +367,7 @@ func TestBench(t *testing.T) {
 	if row == nil || row[1] == "0" || row[2] == "0" {
 		t.Fatalf("no result row with non-zero tps in:\n%s", stdout.String())
 	}
-	if n := len(regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+, ratio [0-9.]+$`).FindAllString(stderr.String(), -1)); n != 2 {
+	if n := len(benchRoundRE.FindAllString(stderr.String(), -1)); n != 2 {
 		t.Errorf("%d round lines in the log, want 2:\n%s", n, stderr.String())
 	}
 	if !regexp.MustCompile(`pgwrt RSS idle [0-9.]+ MB, peak under load [0-9.]+ MB`).MatchString(stdout.String()) {
