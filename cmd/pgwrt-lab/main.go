@@ -7,7 +7,7 @@
 //	pgwrt-lab promote|stop|start|kill|freeze|thaw [-dir DIR] NODE
 //	pgwrt-lab follow [-dir DIR] NODE PRIMARY          repoint a standby
 //	pgwrt-lab down [-dir DIR]                        stop everything, remove the files
-//	pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-out FILE.md]  pgbench direct vs through pgwrt (own cluster)
+//	pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-rounds 3] [-out FILE.md]  pgbench direct vs through pgwrt (and PgBouncer if installed), steady state
 //	pgwrt-lab demo [-pgwrt PATH] [-plain]              cluster, pgwrt, client load, a switchover, what the clients saw (own cluster)
 //	pgwrt-lab failover-report [-out FILE.md]           issue 3's failover scenarios on Patroni, one table (own cluster)
 //
@@ -46,7 +46,7 @@ const usage = `usage:
   pgwrt-lab promote|stop|start|kill|freeze|thaw [-dir DIR] NODE
   pgwrt-lab follow [-dir DIR] NODE PRIMARY
   pgwrt-lab down [-dir DIR]
-  pgwrt-lab bench [-pgwrt PATH] [-T 15s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-out FILE.md]
+  pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3] [-pgbouncer PATH|none] [-out FILE.md]
   pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]
   pgwrt-lab failover-report [-clients 10] [-etcd-outage 60s] [-freeze 20s] [-only NAME,...] [-out FILE.md] [-keep] [-v]`
 
