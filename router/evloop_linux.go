@@ -236,11 +236,11 @@ func (l *evloop) add(p *pipe) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.cfd)}
 	err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.cfd, &ev)
 	if err == nil {
-		p.cmask = unix.EPOLLIN
+		p.creg, p.cmask = true, unix.EPOLLIN
 		ev = unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.bfd)}
 		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.bfd, &ev)
 		if err == nil {
-			p.bmask = unix.EPOLLIN
+			p.breg, p.bmask = true, unix.EPOLLIN
 		}
 	}
 	if err != nil {
@@ -252,12 +252,16 @@ func (l *evloop) add(p *pipe) {
 }
 
 func (l *evloop) remove(p *pipe) {
-	if p.cmask != 0 {
+	// By registration, not interest: a socket registered with no interest
+	// still reports errors, and the backend's socket lives on (reused)
+	// after our descriptor for it is closed, so epoll would not drop it.
+	if p.creg {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.cfd, nil)
 	}
-	if p.bmask != 0 {
+	if p.breg {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.bfd, nil)
 	}
+	p.creg, p.breg = false, false
 	p.cmask, p.bmask = 0, 0
 	if p.cfd < len(l.fds) && l.fds[p.cfd] == p {
 		l.fds[p.cfd] = nil
@@ -320,6 +324,7 @@ type pipe struct {
 	sw, sr        int    // sbuf[sw:sr] is still to be written to the client
 	extra         []byte // pgwrt's own answer (SHOW POOL_NODES), after sbuf
 	cmask, bmask  uint32 // epoll interest now registered
+	creg, breg    bool   // cfd, bfd are in the epoll set
 	ended         bool
 	reason        endReason
 	err           error
