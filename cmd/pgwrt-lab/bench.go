@@ -72,6 +72,10 @@ type benchResult struct {
 type benchRun struct {
 	whole  benchResult // pgbench's summary: the whole run, without initial connection time
 	steady benchResult // the second half of the run, from its per-second progress
+	// cpuUS is the pooler process's CPU time (user + system) per
+	// transaction over the whole run, in µs; 0 for direct runs. It moves
+	// far less from run to run than tps on a shared machine.
+	cpuUS float64
 }
 
 // benchRound is one run direct, one through pgwrt and, with PgBouncer, one
@@ -139,6 +143,8 @@ type benchRow struct {
 	ratio         ratioStats   // per-round steady-state ratios pgwrt/direct
 	wholeRatio    ratioStats   // per-round whole-run ratios pgwrt/direct
 	pgbRatio      ratioStats   // per-round steady-state ratios PgBouncer/direct
+	pgwrtCPU      float64      // median CPU µs per transaction of pgwrt
+	pgbCPU        float64      // likewise of PgBouncer; 0 without it
 }
 
 // newBenchRow summarises rounds: medians of the steady-state tps and
@@ -147,8 +153,12 @@ type benchRow struct {
 // rounds).
 func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
 	row := benchRow{workload: workload, clients: clients}
-	var dTPS, pTPS, bTPS, dLat, pLat, bLat, ratios, whole, pgb []float64
+	var dTPS, pTPS, bTPS, dLat, pLat, bLat, ratios, whole, pgb, pCPU, bCPU []float64
 	for _, r := range rounds {
+		pCPU = append(pCPU, r.pgwrt.cpuUS)
+		if r.pgbouncer != nil {
+			bCPU = append(bCPU, r.pgbouncer.cpuUS)
+		}
 		dTPS = append(dTPS, r.direct.steady.tps)
 		pTPS = append(pTPS, r.pgwrt.steady.tps)
 		dLat = append(dLat, r.direct.steady.latencyMS)
@@ -171,6 +181,10 @@ func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
 	row.pgwrt = benchResult{tps: median(pTPS), latencyMS: median(pLat)}
 	if len(bTPS) > 0 {
 		row.pgbouncer = &benchResult{tps: median(bTPS), latencyMS: median(bLat)}
+		row.pgbCPU = median(bCPU)
+	}
+	if len(pCPU) > 0 {
+		row.pgwrtCPU = median(pCPU)
 	}
 	row.ratio, row.wholeRatio, row.pgbRatio = newRatioStats(ratios), newRatioStats(whole), newRatioStats(pgb)
 	return row
@@ -418,17 +432,23 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 				switch side {
 				case sidePgwrt:
 					stopSampling := sampler.start(p.pid())
+					c0, _ := procCPUTicks(p.pid())
 					r, err := runPgbench(ctx, pgbench, a, secs)
+					c1, _ := procCPUTicks(p.pid())
 					stopSampling()
 					if err != nil {
 						return r, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
 					}
+					r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
 					return r, nil
 				case sidePgb:
+					c0, _ := procCPUTicks(bouncer.pid())
 					r, err := runPgbench(ctx, pgbench, a, secs)
+					c1, _ := procCPUTicks(bouncer.pid())
 					if err != nil {
 						return r, fmt.Errorf("%w\nPgBouncer log:\n%s", err, bouncer.logTail())
 					}
+					r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
 					return r, nil
 				}
 				return runPgbench(ctx, pgbench, a, secs)
@@ -891,6 +911,58 @@ func postgresCredential() (*syscall.Credential, error) {
 // ---- memory ----
 
 // procMem reads VmHWM (peak) and VmRSS of pid, in KiB.
+// procCPUTicks is a process's user + system CPU time so far, in clock
+// ticks (fields 14 and 15 of /proc/PID/stat).
+func procCPUTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU reads utime + stime from a /proc/PID/stat line. The
+// command name (field 2) may hold spaces and parentheses: count from the
+// last ')'.
+func parseProcStatCPU(stat []byte) (int64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc stat line")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc stat line")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed /proc stat times")
+	}
+	return ut + st, nil
+}
+
+// clockTicksPerSec is USER_HZ, 100 on every Linux architecture pgwrt builds
+// for.
+const clockTicksPerSec = 100
+
+// cpuPerTx is CPU µs per transaction for ticks spent over a run of secs at
+// tps (pgbench's whole-run figure).
+func cpuPerTx(ticks int64, tps float64, secs int) float64 {
+	tx := tps * float64(secs)
+	if tx <= 0 || ticks < 0 {
+		return 0
+	}
+	return float64(ticks) * (1e6 / clockTicksPerSec) / tx
+}
+
+// cpuText is a CPU µs per transaction cell, "31", or "-" when unmeasured.
+func cpuText(us float64) string {
+	if us <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", us)
+}
+
 func procMem(pid int) (hwm, rss int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -993,7 +1065,8 @@ func (r *benchReport) conditions() string {
 		"tps and latency are steady state, the mean of pgbench's per-second progress over the second half of each run "+
 		"(the fresh backends of a direct run ramp up for their first seconds, ~15 s on a small VM, while a pooler's are already warm), medians over the rounds; "+
 		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+
-		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct)%s",
+		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct); "+
+		"cpu us per tx is the pooler process's user + system CPU time over a whole run divided by its transactions, median over the rounds%s",
 		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, runtime.NumCPU(), rounds, runs, pgb)
 }
 
@@ -1005,9 +1078,9 @@ func (r *benchReport) memory() string {
 // tableHeader is the columns of the text table (the markdown one spells
 // them out, mdHeader); the PgBouncer columns only when it ran.
 func (r *benchReport) tableHeader() []string {
-	h := []string{"workload", "clients", "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio"}
+	h := []string{"workload", "clients", "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio", "pgwrt_cpu_us_per_tx"}
 	if r.pgbouncer != "" {
-		h = append(h, "pgbouncer_tps", "pgbouncer_ratio")
+		h = append(h, "pgbouncer_tps", "pgbouncer_ratio", "pgbouncer_cpu_us_per_tx")
 	}
 	return append(h, "direct_lat_ms", "pgwrt_lat_ms")
 }
@@ -1015,13 +1088,13 @@ func (r *benchReport) tableHeader() []string {
 // tableRow is row's cells under tableHeader.
 func (r *benchReport) tableRow(row benchRow) []string {
 	c := []string{row.workload, strconv.Itoa(row.clients), fmt.Sprintf("%.0f", row.direct.tps), fmt.Sprintf("%.0f", row.pgwrt.tps),
-		row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text()}
+		row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text(), cpuText(row.pgwrtCPU)}
 	if r.pgbouncer != "" {
-		tps := "-"
+		tps, cpu := "-", "-"
 		if row.pgbouncer != nil {
-			tps = fmt.Sprintf("%.0f", row.pgbouncer.tps)
+			tps, cpu = fmt.Sprintf("%.0f", row.pgbouncer.tps), cpuText(row.pgbCPU)
 		}
-		c = append(c, tps, row.pgbRatio.text())
+		c = append(c, tps, row.pgbRatio.text(), cpu)
 	}
 	return append(c, fmt.Sprintf("%.3f", row.direct.latencyMS), fmt.Sprintf("%.3f", row.pgwrt.latencyMS))
 }

@@ -205,7 +205,9 @@ func TestRoundOrder(t *testing.T) {
 }
 
 // flat is a benchRun whose steady state is the whole run.
-func flat(tps, lat float64) benchRun { return benchRun{benchResult{tps, lat}, benchResult{tps, lat}} }
+func flat(tps, lat float64) benchRun {
+	return benchRun{whole: benchResult{tps, lat}, steady: benchResult{tps, lat}}
+}
 
 // TestBenchRow: the ratio is the median of the per-round ratios, not the
 // ratio of the median tps.
@@ -284,8 +286,8 @@ func TestBenchMarkdown(t *testing.T) {
 	}
 	md := r.markdown()
 	for _, want := range []string{
-		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | 0.800 | 1.000 |",
+		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgwrt cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 0.800 | 1.000 |",
 		"pgwrt RSS idle 6.0 MB, peak under load 9.0 MB",
 		"3 rounds per row", "-T 30s", "ratio is the median of the per-round steady-state ratios",
 		"the mean of pgbench's per-second progress over the second half of each run", "the whole-run ratio is the median",
@@ -302,7 +304,7 @@ func TestBenchMarkdown(t *testing.T) {
 	if m := benchRowRE.FindStringSubmatch(text.String()); m == nil || m[7] != "" {
 		t.Errorf("table row does not match %s without PgBouncer:\n%s", benchRowRE, text.String())
 	}
-	for _, want := range []string{"ratio_range  whole_run_ratio  direct_lat_ms", "3 rounds per row", "pgwrt RSS idle 6.0 MB"} {
+	for _, want := range []string{"ratio_range  whole_run_ratio  pgwrt_cpu_us_per_tx  direct_lat_ms", "3 rounds per row", "pgwrt RSS idle 6.0 MB"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
@@ -321,8 +323,8 @@ func TestBenchMarkdown(t *testing.T) {
 	})}
 	md = r.markdown()
 	for _, want := range []string{
-		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgbouncer tps | pgbouncer ratio | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | 8500 | 0.80 | 0.800 | 1.000 |",
+		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgwrt cpu us per tx | pgbouncer tps | pgbouncer ratio | pgbouncer cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 8500 | 0.80 | - | 0.800 | 1.000 |",
 		"PgBouncer 1.18.0 in session mode", "the order rotated from round to round",
 	} {
 		if !strings.Contains(md, want) {
@@ -334,7 +336,7 @@ func TestBenchMarkdown(t *testing.T) {
 	if m := benchRowRE.FindStringSubmatch(text.String()); m == nil || m[7] != "8500" || m[8] != "0.80" {
 		t.Errorf("table row does not match %s with PgBouncer: %q\n%s", benchRowRE, m, text.String())
 	}
-	if !strings.Contains(text.String(), "whole_run_ratio  pgbouncer_tps  pgbouncer_ratio  direct_lat_ms") {
+	if !strings.Contains(text.String(), "whole_run_ratio  pgwrt_cpu_us_per_tx  pgbouncer_tps  pgbouncer_ratio  pgbouncer_cpu_us_per_tx  direct_lat_ms") {
 		t.Errorf("table lacks the PgBouncer columns:\n%s", text.String())
 	}
 }
@@ -342,7 +344,7 @@ func TestBenchMarkdown(t *testing.T) {
 // benchRowRE matches a select-only row at 8 clients in the text table:
 // direct tps, pgwrt tps, ratio, ratio range, whole-run ratio, PgBouncer tps
 // and ratio when there, two latencies.
-var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+([0-9.]+)(?:\s+(\d+)\s+([0-9.]+))?\s+[0-9]+\.[0-9]+\s+[0-9]+\.[0-9]+`)
+var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+([0-9.]+)\s+(?:\d+|-)(?:\s+(\d+)\s+([0-9.]+)\s+(?:\d+|-))?\s+[0-9]+\.[0-9]+\s+[0-9]+\.[0-9]+`)
 
 // benchRoundRE matches a round's log line.
 var benchRoundRE = regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+(, pgbouncer \d+)? tps steady; ratio [0-9.]+(, pgbouncer ratio [0-9.]+)?; whole run direct \d+, pgwrt \d+, ratio [0-9.]+$`)
@@ -376,5 +378,34 @@ func TestBench(t *testing.T) {
 	md, err := os.ReadFile(out)
 	if err != nil || !strings.Contains(string(md), "| select-only | 8 |") {
 		t.Fatalf("markdown file: %v\n%s", err, md)
+	}
+}
+
+// TestBenchCPU: CPU per transaction from /proc/PID/stat, including a
+// command name with spaces and parentheses, and the table cells.
+func TestBenchCPU(t *testing.T) {
+	stat := []byte("1234 (pg (wrt) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 100 0 0\n")
+	ticks, err := parseProcStatCPU(stat)
+	if err != nil || ticks != 400 {
+		t.Fatalf("ticks %d %v, want 400", ticks, err)
+	}
+	if _, err := parseProcStatCPU([]byte("1234 (x) S 1")); err == nil {
+		t.Error("short line accepted")
+	}
+	// 400 ticks = 4 s of CPU over 10 s at 10,000 tps = 40 µs per transaction.
+	if got := cpuPerTx(400, 10000, 10); got != 40 {
+		t.Errorf("cpuPerTx = %v, want 40", got)
+	}
+	if got := cpuPerTx(400, 0, 10); got != 0 {
+		t.Errorf("cpuPerTx without transactions = %v", got)
+	}
+	if ticks, err := procCPUTicks(os.Getpid()); err != nil || ticks < 0 {
+		t.Errorf("own CPU ticks %d %v", ticks, err)
+	}
+	a, b := flat(10000, 1), flat(8000, 1)
+	a.cpuUS, b.cpuUS = 0, 31
+	row := newBenchRow("select-only", 32, []benchRound{{direct: a, pgwrt: b}})
+	if row.pgwrtCPU != 31 || cpuText(row.pgwrtCPU) != "31" || cpuText(0) != "-" {
+		t.Errorf("pgwrt CPU %v %q", row.pgwrtCPU, cpuText(row.pgwrtCPU))
 	}
 }
