@@ -328,7 +328,6 @@ type pipe struct {
 	ended         bool
 	reason        endReason
 	err           error
-	killErr       error
 	clientAtBound bool // the client stream ends on a message boundary
 	done          chan struct{}
 }
@@ -675,7 +674,6 @@ func (s *session) killPipe(err error) bool {
 	}
 	p.l.post(func() {
 		if !p.ended {
-			p.killErr = err
 			p.end(endKilled, err)
 		}
 	})
@@ -692,7 +690,7 @@ func (p *pipe) finish(be *backend) bool {
 	reusable := false
 	switch p.reason {
 	case endKilled:
-		msg = p.killErr
+		msg = p.err // why it was killed
 	case endServerGone, endServerWrite, endLoopFailed:
 		if s.killed.Load() {
 			break
