@@ -460,18 +460,14 @@ func (s *session) forward(be *backend) (bool, byte) {
 	go func() {
 		err := sc.run()
 		if !clientDone.Load() && !s.killed.Load() {
-			// The backend went away first: tell the client (unless the
-			// server said why itself) and wake the client copier.
-			if sc.f.typ != 'E' || !sc.f.atBoundary() {
-				s.writeError(errorf(codeBackendLost, "pgwrt: server connection lost"))
-			}
-			// A connection that vanished without a FATAL points at the node
-			// (crash, network); one the server ended with a FATAL was
-			// judged when the FATAL went by. A client that stopped
-			// reading says nothing about the node.
+			// The backend went away first (a client that stopped reading
+			// says nothing about it): tell the client, and wake the
+			// client copier.
 			var cw *clientWriteError
-			if !sc.fatal && !errors.As(err, &cw) {
-				s.r.backendFailed(be, err)
+			if !errors.As(err, &cw) {
+				if msg := s.serverLost(sc, err); msg != nil {
+					s.writeError(msg)
+				}
 			}
 			s.conn.SetReadDeadline(time.Now())
 		}
@@ -493,6 +489,21 @@ func (s *session) forward(be *backend) (bool, byte) {
 	var ne net.Error
 	serverWoken := errors.As(serr, &ne) && ne.Timeout()
 	return serverWoken && sc.idle.Load() && sc.f.atBoundary() && cc.f.atBoundary(), sc.status
+}
+
+// serverLost handles a backend connection that ended under its session.
+// One that vanished without a FATAL points at the node (crash, network),
+// which is reported before the client hears of it; one the server ended
+// with a FATAL was judged when the FATAL went by. It returns what the
+// client should be told, nil when the server's FATAL already said it.
+func (s *session) serverLost(sc *serverCopier, err error) error {
+	if !sc.fatal {
+		s.r.backendFailed(sc.be, err)
+	}
+	if sc.f.typ == 'E' && sc.f.atBoundary() {
+		return nil
+	}
+	return errorf(codeBackendLost, "pgwrt: server connection lost")
 }
 
 // resetBackend makes a backend fit for the next client: ROLLBACK if a

@@ -691,18 +691,13 @@ func (p *pipe) finish(be *backend) bool {
 	switch p.reason {
 	case endKilled:
 		msg = p.err // why it was killed
-	case endServerGone, endServerWrite, endLoopFailed:
-		if s.killed.Load() {
-			break
+	case endServerGone, endServerWrite:
+		if !s.killed.Load() {
+			msg = s.serverLost(&p.sc, p.err)
 		}
-		if p.sc.f.typ != 'E' || !p.sc.f.atBoundary() {
+	case endLoopFailed:
+		if !s.killed.Load() {
 			msg = errorf(codeBackendLost, "pgwrt: server connection lost")
-		}
-		// A connection that vanished without a FATAL points at the node
-		// (crash, network); one the server ended with a FATAL was judged
-		// when the FATAL went by.
-		if !p.sc.fatal && p.reason != endLoopFailed {
-			s.r.backendFailed(be, p.err)
 		}
 	case endServerMalformed:
 		msg = errMalformedServer
