@@ -30,6 +30,10 @@ type Config struct {
 	ClientWaitTimeout Duration `toml:"client_wait_timeout"`
 	// BufferSize is the size of each of a slot's two forwarding buffers.
 	BufferSize int `toml:"buffer_size"`
+	// IOEngine is how sessions forward: "auto" (io_uring where the kernel
+	// allows it, else epoll), "io_uring", "epoll" or "goroutines". Only
+	// Linux has the first three; elsewhere every value means goroutines.
+	IOEngine string `toml:"io_engine"`
 
 	// MaxPool is the number of idle cached backend connections kept per
 	// (user, database) (pgpool's max_pool).
@@ -130,6 +134,7 @@ func Default() *Config {
 		MaxClients:            32,
 		ClientWaitTimeout:     Duration(10 * time.Second),
 		BufferSize:            8192,
+		IOEngine:              "auto",
 		MaxPool:               4,
 		MaxBackendConnections: 64,
 		ServerIdleTimeout:     Duration(5 * time.Minute),

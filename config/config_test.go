@@ -98,6 +98,7 @@ func TestParseTOML(t *testing.T) {
 		{"pool_mode = \"transaction\"" + bk, `t.toml:1: pool_mode: "transaction" is not supported yet; use "session"`},
 		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session"`},
 		{"log_level = \"trace\"" + bk, `t.toml:1: log_level: "trace" is not one of debug, info, warn, error`},
+		{"\nio_engine = \"kqueue\"" + bk, `t.toml:2: io_engine: "kqueue" is not one of auto, io_uring, epoll, goroutines`},
 		{"max_clients = 0" + bk, `t.toml:1: max_clients: must be at least 1, not 0`},
 		{"max_pool = -1" + bk, `t.toml:1: max_pool: must be at least 0, not -1`},
 		{"max_backend_connections = 0" + bk, `t.toml:1: max_backend_connections: must be at least 1, not 0`},

@@ -24,6 +24,11 @@ func (c *Config) Validate() error {
 	default:
 		v.bad("pool_mode", `%s is not a pool mode; use "session"`, quote(c.PoolMode))
 	}
+	switch c.IOEngine {
+	case "auto", "io_uring", "epoll", "goroutines":
+	default:
+		v.bad("io_engine", "%s is not one of auto, io_uring, epoll, goroutines", quote(c.IOEngine))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

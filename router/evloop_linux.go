@@ -3,9 +3,11 @@
 package router
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -35,9 +37,19 @@ import (
 
 // evloops is the router's set of event loops, started on first use.
 type evloops struct {
-	once  sync.Once
-	loops []*evloop
-	next  atomic.Uint32
+	engine string // EngineAuto ("" too), EngineIOUring, EngineEpoll or EngineGoroutines
+	once   sync.Once
+	loops  []fwdLoop
+	next   atomic.Uint32
+}
+
+// fwdLoop is an event loop that forwards pipes: epoll (evloop) or io_uring
+// (urloop).
+type fwdLoop interface {
+	post(func()) bool // runs f on the loop; false once the loop is gone
+	add(*pipe)        // on the loop: start forwarding p
+	close()
+	failed() bool
 }
 
 // loopCount is how many event loops forward: one per two CPUs. One loop
@@ -56,25 +68,104 @@ func loopCount() int {
 
 // pick returns a loop for a new session, or nil when none can run (then
 // the session forwards with goroutines).
-func (e *evloops) pick(r *Router) *evloop {
-	e.once.Do(func() {
-		for i := 0; i < loopCount(); i++ {
-			l, err := newEvloop()
-			if err != nil {
-				r.log.Warn("event loop unavailable; forwarding with goroutines", "error", err)
-				break
-			}
-			e.loops = append(e.loops, l)
-		}
-	})
+func (e *evloops) pick(r *Router) fwdLoop {
+	e.once.Do(func() { e.loops = e.start(r) })
 	if len(e.loops) == 0 {
 		return nil
 	}
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	if l.dead.Load() {
+	if l.failed() {
 		return nil
 	}
 	return l
+}
+
+func (e *evloops) start(r *Router) []fwdLoop {
+	var loops []fwdLoop
+	n := loopCount()
+	switch e.engine {
+	case EngineGoroutines:
+		return nil
+	case EngineAuto, "", EngineIOUring:
+		for i := 0; i < n; i++ {
+			l, err := newUrloop()
+			if err != nil {
+				lvl := slog.LevelInfo
+				if e.engine == EngineIOUring {
+					lvl = slog.LevelWarn
+				}
+				r.log.Log(context.Background(), lvl, "io_uring unavailable; forwarding with epoll", "error", err)
+				for _, l := range loops {
+					l.close()
+				}
+				loops = nil
+				break
+			}
+			loops = append(loops, l)
+		}
+		if loops != nil {
+			r.log.Debug("forwarding with io_uring", "loops", n)
+			return loops
+		}
+	}
+	for i := 0; i < n; i++ {
+		l, err := newEvloop()
+		if err != nil {
+			r.log.Warn("event loop unavailable; forwarding with goroutines", "error", err)
+			break
+		}
+		loops = append(loops, l)
+	}
+	return loops
+}
+
+// engineName says which engine the loops are (for tests and status).
+func (e *evloops) engineName() string {
+	if len(e.loops) == 0 {
+		return EngineGoroutines
+	}
+	if _, ok := e.loops[0].(*urloop); ok {
+		return EngineIOUring
+	}
+	return EngineEpoll
+}
+
+// poster queues functions for a loop goroutine and wakes it through an
+// eventfd.
+type poster struct {
+	efd    int
+	mu     sync.Mutex
+	posted []func()
+	closed bool
+}
+
+// post queues f to run on the loop; false once the loop has gone.
+func (q *poster) post(f func()) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.posted = append(q.posted, f)
+	first := len(q.posted) == 1
+	q.mu.Unlock()
+	if first {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(q.efd, one[:])
+	}
+	return true
+}
+
+// take swaps out what was posted, giving buf (emptied) for the next
+// posts; with last, nothing more can be posted.
+func (q *poster) take(buf []func(), last bool) []func() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	got := q.posted
+	q.posted = buf[:0]
+	q.closed = q.closed || last
+	return got
 }
 
 // close stops the loops; every session must have left them.
@@ -87,11 +178,8 @@ func (e *evloops) close() {
 }
 
 type evloop struct {
-	epfd int
-	efd  int // eventfd: wakes the loop for posted work
-
-	mu     sync.Mutex
-	posted []func()
+	poster // wakes the loop for posted work
+	epfd   int
 
 	// owned by the loop goroutine
 	fds  []*pipe // session by descriptor
@@ -117,23 +205,13 @@ func newEvloop() (*evloop, error) {
 		unix.Close(efd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	l := &evloop{epfd: epfd, efd: efd, finished: make(chan struct{})}
+	l := &evloop{epfd: epfd, finished: make(chan struct{})}
+	l.efd = efd
 	go l.run()
 	return l, nil
 }
 
-// post runs f on the loop goroutine.
-func (l *evloop) post(f func()) {
-	l.mu.Lock()
-	l.posted = append(l.posted, f)
-	first := len(l.posted) == 1
-	l.mu.Unlock()
-	if first {
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(l.efd, one[:])
-	}
-}
+func (l *evloop) failed() bool { return l.dead.Load() }
 
 func (l *evloop) close() {
 	l.post(func() { l.stop = true })
@@ -191,37 +269,35 @@ func (l *evloop) run() {
 		if wake {
 			var b [8]byte
 			unix.Read(l.efd, b[:])
-			l.mu.Lock()
-			posted, l.posted = l.posted, posted[:0]
-			l.mu.Unlock()
+			posted = l.take(posted, false)
 			for i, f := range posted {
 				f()
 				posted[i] = nil
 			}
 		}
 	}
-	l.mu.Lock()
-	rest := l.posted
-	l.posted = nil
-	l.mu.Unlock()
-	for _, f := range rest {
+	for _, f := range l.take(nil, true) {
 		f() // kills of sessions already gone: nothing to do
 	}
 	unix.Close(l.epfd)
 	unix.Close(l.efd)
 }
 
-// dispatch hands an event to its pipe. A panic there (a bug) ends that
-// session, as serveConn's recover does for a session goroutine, instead of
-// every session on the loop and the process with them.
+// dispatch hands an event to its pipe.
 func (l *evloop) dispatch(p *pipe, fd int, ev uint32) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.s.r.log.Error("panic forwarding", "user", p.s.user, "panic", v)
-			p.end(endLoopFailed, fmt.Errorf("panic: %v", v))
-		}
-	}()
+	defer p.survive()
 	p.event(fd, ev)
+}
+
+// survive, deferred around a pipe's handling of an event, turns a panic
+// there (a bug) into the end of that session, as serveConn's recover does
+// for a session goroutine, instead of every session on the loop and the
+// process with them.
+func (p *pipe) survive() {
+	if v := recover(); v != nil {
+		p.s.r.log.Error("panic forwarding", "user", p.s.user, "panic", v)
+		p.end(endLoopFailed, fmt.Errorf("panic: %v", v))
+	}
 }
 
 // add registers p (on the loop goroutine).
@@ -310,7 +386,8 @@ func (r endReason) String() string {
 // pipe is one session's forwarding state on a loop. Every field is owned
 // by the loop goroutine until done is closed, then by the session.
 type pipe struct {
-	l        *evloop
+	ep       *evloop // the loop, epoll
+	ur       *urloop // or io_uring
 	s        *session
 	cfd, bfd int
 	sc       serverCopier // server → client framing, status, idleness
@@ -330,6 +407,11 @@ type pipe struct {
 	err           error
 	clientAtBound bool // the client stream ends on a message boundary
 	done          chan struct{}
+
+	// io_uring only
+	id   uint32 // index in the loop, in each operation's user data
+	ops  uint   // operations in flight (opCRecv…)
+	lost bool   // backend bytes arrived after the end: not reusable
 }
 
 // event handles readiness of fd, one of p's descriptors.
@@ -387,7 +469,7 @@ func (p *pipe) interest() {
 	}
 	if cm != p.cmask {
 		ev := unix.EpollEvent{Events: cm, Fd: int32(p.cfd)}
-		if err := unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.cfd, &ev); err != nil {
+		if err := unix.EpollCtl(p.ep.epfd, unix.EPOLL_CTL_MOD, p.cfd, &ev); err != nil {
 			p.end(endLoopFailed, os.NewSyscallError("epoll_ctl", err))
 			return
 		}
@@ -395,7 +477,7 @@ func (p *pipe) interest() {
 	}
 	if bm != p.bmask {
 		ev := unix.EpollEvent{Events: bm, Fd: int32(p.bfd)}
-		if err := unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_MOD, p.bfd, &ev); err != nil {
+		if err := unix.EpollCtl(p.ep.epfd, unix.EPOLL_CTL_MOD, p.bfd, &ev); err != nil {
 			p.end(endLoopFailed, os.NewSyscallError("epoll_ctl", err))
 			return
 		}
@@ -435,6 +517,10 @@ const (
 func (p *pipe) pumpClient() {
 	for !p.ended {
 		for p.cw < p.cpos {
+			if p.ur != nil {
+				p.sendBackendRing() // its completion resumes
+				return
+			}
 			n, err := unix.Write(p.bfd, p.cbuf[p.cw:p.cpos])
 			if n > 0 {
 				p.cw += n
@@ -474,7 +560,7 @@ func (p *pipe) pumpClient() {
 // POOL_NODES sent while the backend is idle. Called with nothing pending
 // (cw == cpos).
 func (p *pipe) scanClient() scanStop {
-	if p.cpos > 0 && p.cw == p.cpos {
+	if p.cpos > 0 && p.cw == p.cpos && p.ops&opCRecv == 0 {
 		// Move the unscanned tail (a part header or part query) to the
 		// front so the next read has room.
 		p.cn = copy(p.cbuf, p.cbuf[p.cpos:p.cn])
@@ -524,12 +610,7 @@ func (p *pipe) scanClient() scanStop {
 func (p *pipe) serverIn() {
 	n, err := unix.Read(p.bfd, p.sbuf)
 	if n > 0 {
-		p.sw, p.sr = 0, n
-		if err := p.sc.feed(p.sbuf[:n]); err != nil {
-			p.end(endServerMalformed, err)
-			return
-		}
-		p.flushClient()
+		p.serverData(n)
 		return
 	}
 	if err == unix.EAGAIN || err == unix.EINTR {
@@ -541,9 +622,22 @@ func (p *pipe) serverIn() {
 	p.end(endServerGone, err)
 }
 
+// serverData passes on n bytes the backend sent, read into sbuf.
+func (p *pipe) serverData(n int) {
+	p.sw, p.sr = 0, n
+	if err := p.sc.feed(p.sbuf[:n]); err != nil {
+		p.end(endServerMalformed, err)
+		return
+	}
+	p.flushClient()
+}
+
 // flushClient writes what waits for the client; it reports whether all of
 // it went.
 func (p *pipe) flushClient() bool {
+	if p.ur != nil {
+		return p.flushClientRing()
+	}
 	for p.sw < p.sr {
 		n, err := unix.Write(p.cfd, p.sbuf[p.sw:p.sr])
 		if n > 0 {
@@ -580,9 +674,32 @@ func (p *pipe) end(reason endReason, err error) {
 	}
 	p.ended = true
 	p.reason, p.err = reason, err
+	if p.ur != nil {
+		p.ur.cancel(p)
+		if p.ops != 0 {
+			return // settles when the last completion arrives
+		}
+	} else {
+		p.ep.remove(p)
+	}
+	p.settle()
+}
+
+// settle hands an ended pipe, with nothing in flight, back to its session.
+func (p *pipe) settle() {
+	if p.ur != nil {
+		p.ur.release(p)
+	}
 	p.clientAtBound = p.sw == p.sr && len(p.extra) == 0 && p.sc.f.atBoundary()
-	p.l.remove(p)
 	close(p.done)
+}
+
+// post runs f on p's loop.
+func (p *pipe) post(f func()) bool {
+	if p.ur != nil {
+		return p.ur.post(f)
+	}
+	return p.ep.post(f)
 }
 
 // dupConn returns a new descriptor for c's socket and closes c, which takes
@@ -631,7 +748,18 @@ func (s *session) forwardLoop(be *backend) (reusable bool, status byte, handled 
 	// From here the sockets live in cfd and bfd.
 	s.conn.Close()
 	be.conn.Close()
-	p := &pipe{l: l, s: s, cfd: cfd, bfd: bfd, cbuf: s.slot.cbuf, sbuf: s.slot.sbuf, done: make(chan struct{})}
+	p := &pipe{s: s, cfd: cfd, bfd: bfd, cbuf: s.slot.cbuf, sbuf: s.slot.sbuf, done: make(chan struct{})}
+	switch l := l.(type) {
+	case *evloop:
+		p.ep = l
+	case *urloop:
+		p.ur = l
+		// The ring waits on the sockets itself; with O_NONBLOCK a receive
+		// would end at once with EAGAIN. (Shared with nobody: Go's
+		// copies are closed.)
+		unix.SetNonblock(cfd, false)
+		unix.SetNonblock(bfd, false)
+	}
 	p.sc = serverCopier{s: s, be: be, status: 'I'}
 	p.sc.idle.Store(true)
 
@@ -656,7 +784,14 @@ func (s *session) forwardLoop(be *backend) (reusable bool, status byte, handled 
 		return false, 0, true
 	}
 	s.pipe = p
-	l.post(func() { l.add(p) })
+	if !l.post(func() { l.add(p) }) {
+		// The loop died since pick (it cannot, short of a kernel fault).
+		s.pipe = nil
+		s.mu.Unlock()
+		p.ended, p.reason, p.err = true, endLoopFailed, errors.New("event loop gone")
+		p.clientAtBound = true
+		return p.finish(be), 'I', true
+	}
 	s.mu.Unlock()
 
 	<-p.done
@@ -672,12 +807,11 @@ func (s *session) killPipe(err error) bool {
 	if p == nil {
 		return false
 	}
-	p.l.post(func() {
+	return p.post(func() {
 		if !p.ended {
 			p.end(endKilled, err)
 		}
 	})
-	return true
 }
 
 // finish runs on the session goroutine once the loop let go of p: it tells
@@ -686,6 +820,10 @@ func (s *session) killPipe(err error) bool {
 func (p *pipe) finish(be *backend) bool {
 	s := p.s
 	s.r.log.Debug("forwarding ended", "user", s.user, "reason", p.reason.String(), "error", p.err)
+	if p.ur != nil {
+		unix.SetNonblock(p.cfd, true) // for writeRaw, and Go's netpoller
+		unix.SetNonblock(p.bfd, true)
+	}
 	var msg error
 	reusable := false
 	switch p.reason {
@@ -704,7 +842,7 @@ func (p *pipe) finish(be *backend) bool {
 	case endClientMalformed:
 		msg = errMalformedClient
 	case endTerminate, endClientGone:
-		reusable = !s.killed.Load() && p.sc.idle.Load() && p.sc.f.atBoundary() &&
+		reusable = !s.killed.Load() && !p.lost && p.sc.idle.Load() && p.sc.f.atBoundary() &&
 			p.cremain == 0 && p.cw == p.cpos && (p.reason == endTerminate || p.cpos == p.cn)
 	}
 	if msg != nil && p.clientAtBound {

@@ -3,6 +3,7 @@
 package router
 
 import (
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ func TestLoopRemoveWithoutInterest(t *testing.T) {
 	for _, fd := range []int{c[0], c[1], b[0], b[1]} {
 		defer unix.Close(fd)
 	}
-	p := &pipe{l: l, cfd: c[0], bfd: b[0], cbuf: make([]byte, 64), sbuf: make([]byte, 64), done: make(chan struct{})}
+	p := &pipe{ep: l, cfd: c[0], bfd: b[0], cbuf: make([]byte, 64), sbuf: make([]byte, 64), done: make(chan struct{})}
 	res := make(chan [2]error, 1)
 	l.post(func() {
 		l.add(p)
@@ -58,4 +59,21 @@ func TestLoopRemoveWithoutInterest(t *testing.T) {
 			t.Errorf("socket %d still in the epoll set after end (%v)", i, err)
 		}
 	}
+}
+
+var uringProbe struct {
+	once sync.Once
+	err  error
+}
+
+// uringUsable reports whether this kernel lets pgwrt make a ring.
+func uringUsable() error {
+	uringProbe.once.Do(func() {
+		l, err := newUrloop()
+		if err == nil {
+			l.close()
+		}
+		uringProbe.err = err
+	})
+	return uringProbe.err
 }

@@ -2,11 +2,14 @@
 
 package router
 
-// Without Linux's epoll, sessions forward with two goroutines each.
+// Without Linux's epoll and io_uring, sessions forward with two goroutines
+// each.
 
-type evloops struct{}
+type evloops struct{ engine string }
 
 func (*evloops) close() {}
+
+func (*evloops) engineName() string { return EngineGoroutines }
 
 type pipe struct{}
 

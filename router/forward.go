@@ -336,3 +336,11 @@ func matchWord(b []byte, i int, w string) (int, bool) {
 	}
 	return i + len(w), true
 }
+
+// The forwarding engines.
+const (
+	EngineAuto       = "auto"       // io_uring where the kernel allows it, else epoll
+	EngineIOUring    = "io_uring"   // io_uring; epoll (with a warning) where refused
+	EngineEpoll      = "epoll"      // epoll event loops
+	EngineGoroutines = "goroutines" // two goroutines per session (Go's netpoller)
+)

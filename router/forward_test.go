@@ -24,13 +24,14 @@ type pipeSession struct {
 	server     net.Conn // test side of the backend connection
 	clientSide net.Conn
 	serverSide net.Conn
-	loop       bool
+	mode       string
 }
 
-// forwardModes are the two ways a session forwards: copier goroutines
-// (over net.Pipe) and the event loop (over loopback TCP). "tcp", copier
-// goroutines over loopback TCP, is there to compare the two in benchmarks.
-var forwardModes = []string{"goroutines", "loop"}
+// forwardModes are the ways a session forwards: copier goroutines (over
+// net.Pipe), the epoll event loop and the io_uring loop (over loopback
+// TCP). "tcp", copier goroutines over loopback TCP, is there to compare
+// them in benchmarks.
+var forwardModes = []string{"goroutines", "loop", "uring"}
 
 func newPipeSession(t testing.TB, bufSize int) *pipeSession {
 	return newForwardSession(t, bufSize, "goroutines")
@@ -41,8 +42,17 @@ func newForwardSession(t testing.TB, bufSize int, mode string) *pipeSession {
 	cfg.Backends = []config.Backend{{Name: "n1", Host: "127.0.0.1", Port: 1}}
 	r := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.topo.Store(&Topology{Primary: 0, Nodes: []NodeState{{Name: "n1", Host: "127.0.0.1", Port: 1, Up: true, Role: RolePrimary}}, changed: make(chan struct{})})
+	switch mode {
+	case "loop":
+		r.ev.engine = EngineEpoll
+	case "uring":
+		if err := uringUsable(); err != nil {
+			t.Skip("io_uring unavailable:", err)
+		}
+		r.ev.engine = EngineIOUring
+	}
 	var cl, cs, sv, ss net.Conn
-	if mode == "loop" || mode == "tcp" {
+	if mode != "goroutines" {
 		cl, cs = tcpPair(t)
 		sv, ss = tcpPair(t)
 	} else {
@@ -52,7 +62,7 @@ func newForwardSession(t testing.TB, bufSize int, mode string) *pipeSession {
 	sl := &slot{cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
 	s := &session{r: r, conn: cs, slot: sl, atBoundary: true}
 	be := &backend{conn: ss, node: "n1", params: map[string]string{}}
-	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss, loop: mode == "loop"}
+	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss, mode: mode}
 }
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -81,8 +91,12 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 
 // forward runs the session's forwarding phase in the pipeSession's mode.
 func (p *pipeSession) forward() (bool, byte) {
-	if p.loop {
+	if p.mode == "loop" || p.mode == "uring" {
 		if ok, st, handled := p.s.forwardLoop(p.be); handled {
+			want := map[string]string{"loop": EngineEpoll, "uring": EngineIOUring}[p.mode]
+			if got := p.s.r.ev.engineName(); got != want {
+				panic("forwarded with " + got + ", not " + want)
+			}
 			return ok, st
 		}
 		if runtime.GOOS == "linux" {
@@ -449,7 +463,7 @@ func TestShowPoolNodesMatchAllocs(t *testing.T) {
 func BenchmarkForwardRoundTrip(b *testing.B) {
 	req := msg('Q', "SELECT 1\x00")
 	resp := bytes.Join([][]byte{msg('T', string(make([]byte, 30))), msg('D', string(make([]byte, 40))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
-	for _, mode := range []string{"tcp", "loop"} {
+	for _, mode := range []string{"tcp", "loop", "uring"} {
 		b.Run(mode, func(b *testing.B) {
 			p := newForwardSession(b, 8192, mode)
 			done := p.start()

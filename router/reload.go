@@ -13,7 +13,7 @@ import (
 //   - max_clients grows or shrinks the slot set (shrinking as slots free);
 //   - timeouts, hba, users and pool sizes apply to the next use.
 //
-// listen, freebind and buffer_size need a restart; a change to them is
+// listen, freebind, buffer_size and io_engine need a restart; a change to them is
 // reported and the rest is applied.
 func (r *Router) Reload(cfg *config.Config) error {
 	old := r.config()
@@ -26,6 +26,10 @@ func (r *Router) Reload(cfg *config.Config) error {
 	if cfg.BufferSize != old.BufferSize {
 		needRestart = append(needRestart, "buffer_size")
 		cfg.BufferSize = old.BufferSize
+	}
+	if cfg.IOEngine != old.IOEngine {
+		needRestart = append(needRestart, "io_engine")
+		cfg.IOEngine = old.IOEngine
 	}
 	r.cfg.Store(cfg)
 	if cfg.MaxClients != old.MaxClients {

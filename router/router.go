@@ -67,6 +67,7 @@ func New(cfg *config.Config, log *slog.Logger) *Router {
 	}
 	rand.Read(r.pepper[:])
 	r.cfg.Store(cfg)
+	r.ev.engine = cfg.IOEngine
 	r.metrics = newMetrics(r)
 	r.topo.Store(&Topology{Primary: -1, changed: make(chan struct{})})
 	return r
