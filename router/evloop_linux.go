@@ -104,7 +104,7 @@ func (e *evloops) start(r *Router) []fwdLoop {
 			loops = append(loops, l)
 		}
 		if loops != nil {
-			r.log.Debug("forwarding with io_uring", "loops", n)
+			r.log.Info("forwarding with io_uring", "loops", n)
 			return loops
 		}
 	}
@@ -115,6 +115,9 @@ func (e *evloops) start(r *Router) []fwdLoop {
 			break
 		}
 		loops = append(loops, l)
+	}
+	if loops != nil {
+		r.log.Info("forwarding with epoll", "loops", len(loops))
 	}
 	return loops
 }
@@ -142,14 +145,14 @@ type poster struct {
 // post queues f to run on the loop; false once the loop has gone.
 func (q *poster) post(f func()) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		q.mu.Unlock()
 		return false
 	}
 	q.posted = append(q.posted, f)
-	first := len(q.posted) == 1
-	q.mu.Unlock()
-	if first {
+	if len(q.posted) == 1 {
+		// Under the lock: once take(…, true) has returned, the loop
+		// closes efd, and its number may then be anyone's.
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(q.efd, one[:])

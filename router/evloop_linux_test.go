@@ -3,10 +3,15 @@
 package router
 
 import (
+	"bytes"
+	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"pgwrt/router/wire"
 )
 
 // TestLoopRemoveWithoutInterest: a session whose sockets were registered
@@ -76,4 +81,117 @@ func uringUsable() error {
 		uringProbe.err = err
 	})
 	return uringProbe.err
+}
+
+// TestUringSmallRing runs many sessions at once on a ring with room for
+// four submissions: turns must submit early when the queue fills, and
+// every byte must still arrive in order.
+func TestUringSmallRing(t *testing.T) {
+	if err := uringUsable(); err != nil {
+		t.Skip("io_uring unavailable:", err)
+	}
+	l, err := newUrloopSize(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	const sessions, rounds = 12, 200
+	req := msg('Q', "SELECT 1\x00")
+	resp := append(msg('C', "SELECT 1\x00"), msg('Z', "I")...)
+	var wg sync.WaitGroup
+	for i := 0; i < sessions; i++ {
+		p := newForwardSession(t, 1024, "uring")
+		p.s.r.ev.once.Do(func() { p.s.r.ev.loops = []fwdLoop{l} })
+		done := p.start()
+		go func() {
+			buf := make([]byte, len(req))
+			for {
+				if _, err := io.ReadFull(p.server, buf); err != nil {
+					return
+				}
+				if !bytes.Equal(buf, req) {
+					t.Error("server got a different query")
+					return
+				}
+				p.server.Write(resp)
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer p.close()
+			got := make([]byte, len(resp))
+			for j := 0; j < rounds; j++ {
+				if _, err := p.client.Write(req); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(p.client, got); err != nil || !bytes.Equal(got, resp) {
+					t.Error("client got a different answer", err)
+					return
+				}
+			}
+			p.client.Write(wire.AppendTerminate(nil))
+			if !(<-done).ok {
+				t.Error("backend at ReadyForQuery judged not reusable")
+			}
+			if p.be.conn != p.serverSide {
+				p.be.conn.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestUringRingFailure: if the ring itself stops working (here its
+// descriptor is swapped for /dev/null under the loop), every session on it
+// ends with an error instead of hanging, the loop is marked failed, and
+// new sessions forward without it.
+func TestUringRingFailure(t *testing.T) {
+	if err := uringUsable(); err != nil {
+		t.Skip("io_uring unavailable:", err)
+	}
+	l, err := newUrloopSize(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	p := newForwardSession(t, 1024, "uring")
+	p.s.r.ev.once.Do(func() { p.s.r.ev.loops = []fwdLoop{l} })
+	done := p.start()
+	req := msg('Q', "SELECT 1\x00")
+	p.client.Write(req)
+	buf := make([]byte, len(req))
+	if _, err := io.ReadFull(p.server, buf); err != nil {
+		t.Fatal(err)
+	}
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(null)
+	if err := unix.Dup3(null, l.ring.fd, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	// A completion wakes the loop; its next io_uring_enter fails.
+	p.server.Write(append(msg('C', "SELECT 1\x00"), msg('Z', "I")...))
+	p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(p.client)
+	if err != nil {
+		t.Fatalf("client not let go: %v (got %q)", err, rest)
+	}
+	select {
+	case r := <-done:
+		if r.ok {
+			t.Error("backend judged reusable after the ring failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("session still forwarding after the ring failed")
+	}
+	if !l.failed() {
+		t.Error("loop not marked failed")
+	}
+	if p.s.r.ev.pick(p.s.r) != nil {
+		t.Error("a failed loop is still picked")
+	}
 }

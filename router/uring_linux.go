@@ -241,6 +241,7 @@ const (
 type urloop struct {
 	poster
 	ring     ring
+	entries  uint32
 	pipes    []*pipe // by pipe.id
 	free     []uint32
 	wakeBuf  [8]byte
@@ -252,15 +253,21 @@ type urloop struct {
 	finished chan struct{}
 }
 
+// ringEntries is the submission queue size: room for four operations
+// (and their cancels) of 64 sessions before a turn must submit early.
+const ringEntries = 256
+
 // newUrloop starts a loop, or reports why io_uring cannot be used.
-func newUrloop() (*urloop, error) {
+func newUrloop() (*urloop, error) { return newUrloopSize(ringEntries) }
+
+func newUrloopSize(entries uint32) (*urloop, error) {
 	// Blocking: the ring reads it, and a read of a non-blocking descriptor
 	// would complete at once with EAGAIN.
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	l := &urloop{finished: make(chan struct{})}
+	l := &urloop{entries: entries, finished: make(chan struct{})}
 	l.efd = efd
 	ready := make(chan error, 1)
 	go l.run(ready)
@@ -284,7 +291,7 @@ func (l *urloop) run(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(l.finished)
 	defer l.dead.Store(true)
-	if err := l.ring.setup(256); err != nil {
+	if err := l.ring.setup(l.entries); err != nil {
 		unix.Close(l.efd)
 		ready <- err
 		return
@@ -313,14 +320,14 @@ func (l *urloop) run(ready chan<- error) {
 }
 
 // fail ends every pipe when the ring itself fails (it cannot, with a valid
-// ring). Their operations die with the ring, which is closed first.
+// ring). Their operations die with the ring, which is closed first; then
+// nothing may touch the ring again: every pipe is ended with nothing in
+// flight before the posted work (kills, adds) runs.
 func (l *urloop) fail(err error) {
 	l.broken = err
 	l.ring.close()
+	rest := l.take(nil, true)
 	unix.Close(l.efd)
-	for _, f := range l.take(nil, true) {
-		f() // adds fail at once: the ring is gone
-	}
 	for _, p := range l.pipes {
 		if p == nil {
 			continue
@@ -331,6 +338,9 @@ func (l *urloop) fail(err error) {
 		} else {
 			p.end(endLoopFailed, err)
 		}
+	}
+	for _, f := range rest {
+		f() // kills find their pipes ended; adds end theirs at once
 	}
 }
 

@@ -47,12 +47,13 @@ import (
 
 const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10]
                        [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3]
-                       [-pgbouncer PATH|none] [-out FILE.md]`
+                       [-pgbouncer PATH|none] [-io-engine auto] [-out FILE.md]`
 
 // benchOptions are bench's flags.
 type benchOptions struct {
 	pgwrt     string        // binary; "" builds one
 	pgbouncer string        // PgBouncer binary; "" looks for one, "none" runs none
+	engine    string        // pgwrt's io_engine
 	duration  time.Duration // pgbench -T per run
 	standbys  int
 	scale     int
@@ -237,6 +238,7 @@ type benchReport struct {
 	pgVer     string
 	protocol  string
 	pgbouncer string // PgBouncer's version, "PgBouncer 1.18.0"; "" when it did not run
+	engine    string // how pgwrt forwarded (its log says)
 }
 
 var workloadFlags = map[string]string{"select-only": "-S", "tpcb-like": ""}
@@ -255,6 +257,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	workloads := fs.String("workloads", "select-only,tpcb-like", "pgbench workloads, comma-separated: select-only, tpcb-like")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct, a pgwrt (and a PgBouncer) run back to back in rotating order")
 	fs.StringVar(&o.out, "out", "", "also write the table as markdown to this file")
+	fs.StringVar(&o.engine, "io-engine", "auto", "pgwrt's io_engine: auto, io_uring, epoll or goroutines")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -371,7 +374,7 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	}
 	psql := filepath.Join(pgbin, "psql")
 
-	p, err := startPgwrt(ctx, bin, filepath.Join(tmp, "pgwrt.toml"), benchConfig(c))
+	p, err := startPgwrt(ctx, bin, filepath.Join(tmp, "pgwrt.toml"), benchConfig(c, opt.engine))
 	if err != nil {
 		return nil, err
 	}
@@ -483,6 +486,11 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	if rep.hwmKB, _, err = procMem(p.pid()); err != nil {
 		return nil, err
 	}
+	rep.engine = "goroutines"
+	if m := engineRE.FindStringSubmatch(p.logTail()); m != nil {
+		rep.engine = m[1]
+	}
+	logf("pgwrt forwarded with %s", rep.engine)
 	return rep, nil
 }
 
@@ -530,9 +538,10 @@ func buildPgwrt(ctx context.Context, out string) error {
 
 // benchConfig is pgwrt's config for the bench: room for 32 pgbench
 // clients, a backend cached for each, passwords checked.
-func benchConfig(c *pglab.Cluster) string {
+func benchConfig(c *pglab.Cluster, engine string) string {
 	var b strings.Builder
 	b.WriteString("listen = \"127.0.0.1:0\"\nmax_clients = 64\nmax_pool = 32\nlog_level = \"info\"\n")
+	fmt.Fprintf(&b, "io_engine = %q\n", engine)
 	fmt.Fprintf(&b, "health_check_user = %q\nhealth_check_password = %q\n", pglab.SuperUser, pglab.SuperPassword)
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&b, "\n[[backend]]\nname = %q\nhost = %q\nport = %d\n", n.Name, n.Host, n.Port)
@@ -542,6 +551,7 @@ func benchConfig(c *pglab.Cluster) string {
 }
 
 var (
+	engineRE  = regexp.MustCompile(`msg="forwarding with (\w+)"`)
 	tpsRE     = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
 	latencyRE = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 	failedRE  = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
@@ -1059,7 +1069,7 @@ func (r *benchReport) conditions() string {
 		runs = "a direct, a pgwrt and a PgBouncer run back to back, the order rotated from round to round"
 		pgb = fmt.Sprintf("; %s in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps", r.pgbouncer)
 	}
-	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; "+
+	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; pgwrt forwarding with %s; "+
 		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
 		"%d rounds per row, each %s; "+
 		"tps and latency are steady state, the mean of pgbench's per-second progress over the second half of each run "+
@@ -1067,7 +1077,7 @@ func (r *benchReport) conditions() string {
 		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+
 		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct); "+
 		"cpu us per tx is the pooler process's user + system CPU time over a whole run divided by its transactions, median over the rounds%s",
-		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, runtime.NumCPU(), rounds, runs, pgb)
+		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, r.engine, runtime.NumCPU(), rounds, runs, pgb)
 }
 
 func (r *benchReport) memory() string {
