@@ -103,19 +103,7 @@ func TestUringSmallRing(t *testing.T) {
 		p := newForwardSession(t, 1024, "uring")
 		p.s.r.ev.once.Do(func() { p.s.r.ev.loops = []fwdLoop{l} })
 		done := p.start()
-		go func() {
-			buf := make([]byte, len(req))
-			for {
-				if _, err := io.ReadFull(p.server, buf); err != nil {
-					return
-				}
-				if !bytes.Equal(buf, req) {
-					t.Error("server got a different query")
-					return
-				}
-				p.server.Write(resp)
-			}
-		}()
+		go p.answer(t, req, resp)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -106,6 +106,24 @@ func (p *pipeSession) forward() (bool, byte) {
 	return p.s.forward(p.be)
 }
 
+// answer plays a server that answers every req with resp, until its
+// connection closes.
+func (p *pipeSession) answer(t testing.TB, req, resp []byte) {
+	buf := make([]byte, len(req))
+	for {
+		if _, err := io.ReadFull(p.server, buf); err != nil {
+			return
+		}
+		if !bytes.Equal(buf, req) {
+			t.Error("server got a different query")
+			return
+		}
+		if _, err := p.server.Write(resp); err != nil {
+			return
+		}
+	}
+}
+
 // forwardResult is what forward returned.
 type forwardResult struct {
 	ok     bool
@@ -467,17 +485,7 @@ func BenchmarkForwardRoundTrip(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			p := newForwardSession(b, 8192, mode)
 			done := p.start()
-			go func() {
-				buf := make([]byte, len(req))
-				for {
-					if _, err := io.ReadFull(p.server, buf); err != nil {
-						return
-					}
-					if _, err := p.server.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
+			go p.answer(b, req, resp)
 			got := make([]byte, len(resp))
 			b.SetBytes(int64(len(req) + len(resp)))
 			b.ReportAllocs()
