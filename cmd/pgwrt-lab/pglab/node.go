@@ -232,7 +232,9 @@ func (n *Node) killLocked() bool {
 }
 
 // Freeze stops (SIGSTOP) the postmaster and all its processes: the node
-// keeps its sockets open but answers nothing, like a hung machine.
+// keeps its sockets open but answers nothing, like a hung machine. It
+// returns once every process has stopped (a signal is delivered when its
+// process next runs, which on a busy machine is not at once).
 func (n *Node) Freeze() error {
 	pid := n.PID()
 	if pid == 0 {
@@ -241,6 +243,20 @@ func (n *Node) Freeze() error {
 	// The postmaster first, so that it forks nothing we would miss.
 	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	signalTree(pid, syscall.SIGSTOP)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		running := 0
+		for _, q := range tree(pid) {
+			if p, ok := readProc(q); ok && p.state != 'T' && p.state != 't' && p.state != 'Z' && p.state != 'X' {
+				running++
+			}
+		}
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pglab: %s: %d processes still running 5s after SIGSTOP", n.Name, running)
+		}
+	}
 	n.c.logf("pglab: %s frozen", n.Name)
 	return nil
 }
