@@ -10,11 +10,13 @@
 //     beyond the slots, nor with message sizes.
 //   - session (client.go): startup, hba, authentication, binding to a
 //     backend, handover, and the end of the session.
-//   - forwarding (evloop_linux.go, forward.go): on Linux, event loops
-//     (one per two CPUs) each wait in epoll_wait on many sessions' sockets
-//     and pump bytes between them through the slot buffers; elsewhere, two
-//     copier goroutines per session. Both follow message boundaries
-//     (framer) without decoding bodies.
+//   - forwarding (evloop_linux.go, uring_linux.go, forward.go): on Linux,
+//     event loops (one per two CPUs) pump bytes between many sessions'
+//     sockets through the slot buffers: on an io_uring ring (a receive kept
+//     posted on each socket, one io_uring_enter per turn) where the kernel
+//     allows it, else waiting in epoll_wait; elsewhere, two copier
+//     goroutines per session. All follow message boundaries (framer)
+//     without decoding bodies; io_engine picks one.
 //   - backend (backend.go, tcp.go): dial with keepalive and
 //     TCP_USER_TIMEOUT, login (SCRAM-SHA-256, md5, password), simple queries
 //     for reset and health checks.
@@ -43,14 +45,18 @@
 //     pgwrt's BackendKeyData, ReadyForQuery.
 //  6. Forward until one side ends. The session's two sockets leave Go's
 //     netpoller (dup, then close the net.Conns) and join an event loop; the
-//     session goroutine sleeps until the loop hands them back. The loop reads
-//     whichever side is ready and writes to the other: two reads and two
-//     writes per query, no wasted read. A side whose peer cannot take more
-//     is not read until the backlog is written. The server side records the
+//     session goroutine sleeps until the loop hands them back. The loop
+//     takes what a side sent and passes it to the other: with io_uring a
+//     receive stays posted on each side and the sends of a whole turn go to
+//     the kernel in one call; with epoll it reads whichever side is ready
+//     (two reads and two writes per query, no wasted read). A side whose
+//     peer cannot take more is not read until the backlog is written. The server side records the
 //     last ReadyForQuery status and notices FATALs; the client side stops at
 //     Terminate and answers SHOW POOL_NODES itself when the backend is idle.
 //     A kill (primary moved, shutdown) is posted to the loop, which ends the
-//     session; the client hears why if its stream is at a message boundary.
+//     session (cancelling what it has in flight on a ring, and waiting for
+//     those to finish before the buffers and sockets go back); the client
+//     hears why if its stream is at a message boundary.
 //  7. Release. If the backend ended on a clean boundary it becomes a
 //     net.Conn again, is rolled back, reset (server_reset_query) and cached;
 //     otherwise closed.
