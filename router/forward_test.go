@@ -572,3 +572,38 @@ func TestForwardKill(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardKillStuckClient: a session killed while its client reads
+// nothing (the send to it is stuck on a full socket) still ends promptly:
+// the loop gives up on the client instead of waiting for it.
+func TestForwardKillStuckClient(t *testing.T) {
+	for _, mode := range []string{"loop", "uring"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newForwardSession(t, 1024, mode)
+			done := p.start()
+			p.client.Write(msg('Q', "SELECT 1\x00"))
+			// The server answers with far more than the socket buffers
+			// hold; the client never reads.
+			row := msg('D', string(make([]byte, 60000)))
+			go func() {
+				for i := 0; i < 1000; i++ {
+					if _, err := p.server.Write(row); err != nil {
+						return
+					}
+				}
+			}()
+			time.Sleep(200 * time.Millisecond)
+			p.s.kill(errorf(codePrimaryMoved, "pgwrt: primary moved from a to b; reconnect"))
+			select {
+			case r := <-done:
+				if r.ok {
+					t.Fatal("killed session's backend judged reusable")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("killed session still forwarding to a client that reads nothing")
+			}
+			p.close()
+			p.stopLoops()
+		})
+	}
+}
