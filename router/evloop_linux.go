@@ -122,7 +122,7 @@ func (e *evloops) start(r *Router) []fwdLoop {
 	return loops
 }
 
-// engineName says which engine the loops are (for tests and status).
+// engineName says which engine the loops are (tests check it).
 func (e *evloops) engineName() string {
 	if len(e.loops) == 0 {
 		return EngineGoroutines

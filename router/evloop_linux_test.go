@@ -87,14 +87,7 @@ func uringUsable() error {
 // four submissions: turns must submit early when the queue fills, and
 // every byte must still arrive in order.
 func TestUringSmallRing(t *testing.T) {
-	if err := uringUsable(); err != nil {
-		t.Skip("io_uring unavailable:", err)
-	}
-	l, err := newUrloopSize(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
+	l := testUrloop(t, 4)
 	const sessions, rounds = 12, 200
 	req := msg('Q', "SELECT 1\x00")
 	resp := append(msg('C', "SELECT 1\x00"), msg('Z', "I")...)
@@ -136,14 +129,7 @@ func TestUringSmallRing(t *testing.T) {
 // ends with an error instead of hanging, the loop is marked failed, and
 // new sessions forward without it.
 func TestUringRingFailure(t *testing.T) {
-	if err := uringUsable(); err != nil {
-		t.Skip("io_uring unavailable:", err)
-	}
-	l, err := newUrloopSize(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
+	l := testUrloop(t, 16)
 	p := newForwardSession(t, 1024, "uring")
 	p.s.r.ev.once.Do(func() { p.s.r.ev.loops = []fwdLoop{l} })
 	done := p.start()
@@ -182,4 +168,19 @@ func TestUringRingFailure(t *testing.T) {
 	if p.s.r.ev.pick(p.s.r) != nil {
 		t.Error("a failed loop is still picked")
 	}
+}
+
+// testUrloop starts an io_uring loop of the given size, closed when the
+// test ends; it skips the test where io_uring is unavailable.
+func testUrloop(t *testing.T, entries uint32) *urloop {
+	t.Helper()
+	if err := uringUsable(); err != nil {
+		t.Skip("io_uring unavailable:", err)
+	}
+	l, err := newUrloopSize(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	return l
 }

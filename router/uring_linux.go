@@ -95,21 +95,20 @@ type iouCQE struct {
 
 // ring is one io_uring instance, used by one thread.
 type ring struct {
-	fd      int
-	sqMem   []byte
-	cqMem   []byte // same mapping as sqMem with a single mmap
-	sqeMem  []byte
-	sqHead  *uint32
-	sqTail  *uint32
-	sqMask  uint32
-	sqSize  uint32
-	sqes    []iouSQE
-	cqHead  *uint32
-	cqTail  *uint32
-	cqMask  uint32
-	cqes    []iouCQE
-	tail    uint32 // our copy of the SQ tail
-	flushed uint32 // tail as last published to the kernel
+	fd     int
+	sqMem  []byte
+	cqMem  []byte // same mapping as sqMem with a single mmap
+	sqeMem []byte
+	sqHead *uint32
+	sqTail *uint32
+	sqMask uint32
+	sqSize uint32
+	sqes   []iouSQE
+	cqHead *uint32
+	cqTail *uint32
+	cqMask uint32
+	cqes   []iouCQE
+	tail   uint32 // our copy of the SQ tail
 }
 
 // setup makes a ring of at least n entries; the caller's thread becomes
@@ -177,7 +176,6 @@ func (r *ring) setup(n uint32) error {
 	r.cqMask = *u32(r.cqMem, p.cqOff.ringMask)
 	r.cqes = unsafe.Slice((*iouCQE)(unsafe.Pointer(&r.cqMem[p.cqOff.cqes])), p.cqEntries)
 	r.tail = atomic.LoadUint32(r.sqTail)
-	r.flushed = r.tail
 	return nil
 }
 
@@ -213,10 +211,7 @@ func (r *ring) get() *iouSQE {
 // waits for that many completions. Completions are always gathered (with
 // deferred task running that is the only time they are).
 func (r *ring) enter(wait uint32) (int, error) {
-	if r.tail != r.flushed {
-		atomic.StoreUint32(r.sqTail, r.tail)
-		r.flushed = r.tail
-	}
+	atomic.StoreUint32(r.sqTail, r.tail)
 	submit := r.tail - atomic.LoadUint32(r.sqHead)
 	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(wait), iouEnterGetevents, 0, 0)
 	if errno != 0 {
@@ -494,66 +489,61 @@ func (p *pipe) sentClient(n int) {
 	}
 }
 
+// opEnds says how a pipe ends when one of its operations fails (or a
+// receive meets end of stream).
+var opEnds = map[uint]struct {
+	reason endReason
+	eof    string
+}{
+	opCRecv: {endClientGone, "client closed the connection"},
+	opCSend: {endClientGone, "client connection closed"},
+	opBRecv: {endServerGone, "server closed the connection"},
+	opBSend: {endServerWrite, "server connection closed"},
+}
+
 // completion handles the end of one of p's operations.
 func (p *pipe) completion(op uint, res int32) {
 	p.ops &^= op
+	n := max(int(res), 0)
+	// Sent bytes count whether or not the pipe has ended: finish reads
+	// the books.
+	switch op {
+	case opCSend:
+		p.sentClient(n)
+	case opBSend:
+		p.cw += n
+	}
 	if p.ended {
-		// Winding down: keep the books straight for finish, then settle
-		// once nothing is in flight.
-		if res > 0 {
-			switch op {
-			case opCSend:
-				p.sentClient(int(res))
-			case opBSend:
-				p.cw += int(res)
-			case opBRecv:
-				p.lost = true // backend bytes nobody will see: not reusable
-			}
+		if op == opBRecv && n > 0 {
+			p.lost = true // backend bytes nobody will see: not reusable
 		}
 		if p.ops == 0 {
 			p.settle()
 		}
 		return
 	}
-	retry := res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN)
+	if res <= 0 && res != -int32(unix.EINTR) && res != -int32(unix.EAGAIN) {
+		e := opEnds[op]
+		p.end(e.reason, resErr(res, e.eof))
+		return
+	}
+	// Data, or an interrupted operation to post again.
 	switch op {
 	case opCRecv:
-		switch {
-		case res > 0:
-			p.cn += int(res)
+		if n > 0 {
+			p.cn += n
 			p.pumpClient()
-		case !retry:
-			p.end(endClientGone, resErr(res, "client closed the connection"))
 		}
 	case opCSend:
-		switch {
-		case res > 0 || retry:
-			if res > 0 {
-				p.sentClient(int(res))
-			}
-			if p.flushClient() {
-				p.pumpClient() // input waited for our own answer to go out
-			}
-		default:
-			p.end(endClientGone, resErr(res, "client connection closed"))
+		if p.flushClient() {
+			p.pumpClient() // input waited for our own answer to go out
 		}
 	case opBRecv:
-		switch {
-		case res > 0:
-			p.serverData(int(res))
-		case !retry:
-			p.end(endServerGone, resErr(res, "server closed the connection"))
+		if n > 0 {
+			p.serverData(n)
 		}
 	case opBSend:
-		switch {
-		case res > 0 || retry:
-			if res > 0 {
-				p.cw += int(res)
-			}
-			p.pumpClient()
-		default:
-			p.end(endServerWrite, resErr(res, "server connection closed"))
-		}
+		p.pumpClient()
 	}
 	if !p.ended {
 		p.arm()
