@@ -50,6 +50,7 @@ type fwdLoop interface {
 	add(*pipe)        // on the loop: start forwarding p
 	close()
 	failed() bool
+	timeSlice() time.Duration // the loop thread's scheduler slice; 0: the kernel's default
 }
 
 // loopCount is how many event loops forward: one per two CPUs. One loop
@@ -104,7 +105,7 @@ func (e *evloops) start(r *Router) []fwdLoop {
 			loops = append(loops, l)
 		}
 		if loops != nil {
-			r.log.Info("forwarding with io_uring", "loops", n)
+			r.log.Info("forwarding with io_uring", "loops", n, "slice", sliceText(loops[0]))
 			return loops
 		}
 	}
@@ -117,9 +118,16 @@ func (e *evloops) start(r *Router) []fwdLoop {
 		loops = append(loops, l)
 	}
 	if loops != nil {
-		r.log.Info("forwarding with epoll", "loops", len(loops))
+		r.log.Info("forwarding with epoll", "loops", len(loops), "slice", sliceText(loops[0]))
 	}
 	return loops
+}
+
+func sliceText(l fwdLoop) string {
+	if d := l.timeSlice(); d > 0 {
+		return d.String()
+	}
+	return "default"
 }
 
 // engineName says which engine the loops are (tests check it).
@@ -190,6 +198,7 @@ type evloop struct {
 
 	dead     atomic.Bool // the loop has exited
 	finished chan struct{}
+	slice    time.Duration // set before the loop is handed out
 }
 
 func newEvloop() (*evloop, error) {
@@ -210,18 +219,27 @@ func newEvloop() (*evloop, error) {
 	}
 	l := &evloop{epfd: epfd, finished: make(chan struct{})}
 	l.efd = efd
-	go l.run()
+	ready := make(chan struct{})
+	go l.run(ready)
+	<-ready
 	return l, nil
 }
 
 func (l *evloop) failed() bool { return l.dead.Load() }
+
+func (l *evloop) timeSlice() time.Duration { return l.slice }
 
 func (l *evloop) close() {
 	l.post(func() { l.stop = true })
 	<-l.finished
 }
 
-func (l *evloop) run() {
+func (l *evloop) run(ready chan<- struct{}) {
+	// The thread keeps the short slice asked for below, so it is the
+	// loop's alone and exits with it.
+	runtime.LockOSThread()
+	l.slice = askShortSlice()
+	close(ready)
 	defer close(l.finished)
 	defer l.dead.Store(true)
 	events := make([]unix.EpollEvent, 128)

@@ -4,7 +4,9 @@ package router
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +185,54 @@ func testUrloop(t *testing.T, entries uint32) *urloop {
 	}
 	t.Cleanup(l.close)
 	return l
+}
+
+// TestLoopSlice: both loops run on a thread of their own that asked for
+// the short slice, and the kernel holds it where it takes such requests
+// (6.12+); elsewhere the loop says it runs with the default.
+func TestLoopSlice(t *testing.T) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	want := time.Duration(0)
+	if major > 6 || major == 6 && minor >= 12 {
+		want = loopSlice
+	}
+	ep, err := newEvloop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.close()
+	loops := map[string]fwdLoop{"epoll": ep}
+	if uringUsable() == nil {
+		loops["io_uring"] = testUrloop(t, 8)
+	}
+	for name, l := range loops {
+		if got := l.timeSlice(); got != want {
+			t.Errorf("%s: slice %v, want %v (kernel %d.%d)", name, got, want, major, minor)
+		}
+		// What the loop's thread holds, read on that thread.
+		got := make(chan time.Duration, 1)
+		l.post(func() {
+			a, err := unix.SchedGetAttr(0, 0)
+			if err != nil {
+				t.Error(err)
+				got <- 0
+				return
+			}
+			got <- time.Duration(a.Runtime)
+		})
+		if d := <-got; want != 0 && d != want {
+			t.Errorf("%s: loop thread's slice %v, want %v", name, d, want)
+		}
+	}
+	// The test's own thread keeps the kernel's default.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if a, err := unix.SchedGetAttr(0, 0); err == nil && want != 0 && time.Duration(a.Runtime) == loopSlice {
+		t.Errorf("a thread that is not a loop's has the loop's slice")
+	}
 }

@@ -246,6 +246,7 @@ type urloop struct {
 	broken   error // the ring failed; pipes added now end at once
 	dead     atomic.Bool
 	finished chan struct{}
+	slice    time.Duration // set before the loop is handed out
 }
 
 // ringEntries is the submission queue size: room for four operations
@@ -275,6 +276,8 @@ func newUrloopSize(entries uint32) (*urloop, error) {
 
 func (l *urloop) failed() bool { return l.dead.Load() }
 
+func (l *urloop) timeSlice() time.Duration { return l.slice }
+
 func (l *urloop) close() {
 	l.post(func() { l.stop = true })
 	<-l.finished
@@ -291,6 +294,7 @@ func (l *urloop) run(ready chan<- error) {
 		ready <- err
 		return
 	}
+	l.slice = askShortSlice()
 	ready <- nil
 	l.armWake()
 	lastYield := time.Now()
