@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,8 +87,8 @@ func uringUsable() error {
 }
 
 // TestUringSmallRing runs many sessions at once on a ring with room for
-// four submissions: turns must submit early when the queue fills, and
-// every byte must still arrive in order.
+// four submissions: what does not fit waits in the backlog, and every byte
+// must still arrive in order.
 func TestUringSmallRing(t *testing.T) {
 	l := testUrloop(t, 4)
 	const sessions, rounds = 12, 200
@@ -124,6 +125,51 @@ func TestUringSmallRing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestRingBacklog: entries made while the queue is full wait in the
+// backlog and go in, in the order they were made, as the kernel takes
+// room; completions beyond the completion queue's size are kept (no-drop)
+// and arrive too.
+func TestRingBacklog(t *testing.T) {
+	if err := uringUsable(); err != nil {
+		t.Skip("io_uring unavailable:", err)
+	}
+	runtime.LockOSThread() // a single-issuer ring takes submissions from one thread
+	defer runtime.UnlockOSThread()
+	var r ring
+	if err := r.setup(4); err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	const n = 50 // the completion queue has room for 8
+	for i := 0; i < n; i++ {
+		e := r.get()
+		e.opcode = 0 // IORING_OP_NOP
+		e.userData = uint64(i)
+	}
+	if len(r.backlog) != n-4 {
+		t.Fatalf("backlog %d, want %d", len(r.backlog), n-4)
+	}
+	var got []uint64
+	for tries := 0; len(got) < n && tries < 1000; tries++ {
+		if _, err := r.enter(0); err != nil && err != unix.EINTR && err != unix.EAGAIN && err != unix.EBUSY {
+			t.Fatal(err)
+		}
+		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
+		for ; head != tail; head++ {
+			got = append(got, r.cqes[head&r.cqMask].userData)
+		}
+		atomic.StoreUint32(r.cqHead, tail)
+	}
+	if len(got) != n || len(r.backlog) != 0 {
+		t.Fatalf("%d completions (backlog %d), want %d", len(got), len(r.backlog), n)
+	}
+	for i, ud := range got {
+		if ud != uint64(i) {
+			t.Fatalf("completion %d is entry %d: order lost", i, ud)
+		}
+	}
 }
 
 // TestUringRingFailure: if the ring itself stops working (here its

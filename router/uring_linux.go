@@ -109,6 +109,10 @@ type ring struct {
 	cqMask uint32
 	cqes   []iouCQE
 	tail   uint32 // our copy of the SQ tail
+	// backlog holds entries made while the queue was full, in order,
+	// until enter moves them in: a burst (a failover's kills cancel four
+	// operations per session) never has to submit from inside a handler.
+	backlog []iouSQE
 }
 
 // setup makes a ring of at least n entries; the caller's thread becomes
@@ -190,16 +194,17 @@ func (r *ring) close() {
 		unix.Munmap(r.sqMem)
 	}
 	r.sqMem, r.cqMem, r.sqeMem = nil, nil, nil
+	r.backlog = nil
 	unix.Close(r.fd)
 }
 
-// get returns a cleared submission entry, submitting what is queued first
-// when the queue is full.
+// get returns a cleared submission entry: the queue's next, or when the
+// queue is full one at the end of the backlog. The entry is the caller's
+// to fill before the next get.
 func (r *ring) get() *iouSQE {
-	for r.tail-atomic.LoadUint32(r.sqHead) >= r.sqSize {
-		if _, err := r.enter(0); err != nil && err != unix.EINTR && err != unix.EAGAIN && err != unix.EBUSY {
-			panic(fmt.Sprintf("io_uring_enter: %v", err))
-		}
+	if len(r.backlog) > 0 || r.tail-atomic.LoadUint32(r.sqHead) >= r.sqSize {
+		r.backlog = append(r.backlog, iouSQE{})
+		return &r.backlog[len(r.backlog)-1]
 	}
 	e := &r.sqes[r.tail&r.sqMask]
 	*e = iouSQE{}
@@ -209,15 +214,41 @@ func (r *ring) get() *iouSQE {
 
 // enter publishes the queued entries, submits them, and with wait > 0
 // waits for that many completions. Completions are always gathered (with
-// deferred task running that is the only time they are).
+// deferred task running that is the only time they are). While a backlog
+// remains it submits again as the kernel takes entries, and does not wait
+// until all are in.
 func (r *ring) enter(wait uint32) (int, error) {
-	atomic.StoreUint32(r.sqTail, r.tail)
-	submit := r.tail - atomic.LoadUint32(r.sqHead)
-	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(wait), iouEnterGetevents, 0, 0)
-	if errno != 0 {
-		return int(n), errno
+	for {
+		r.moveBacklog()
+		atomic.StoreUint32(r.sqTail, r.tail)
+		submit := r.tail - atomic.LoadUint32(r.sqHead)
+		w := wait
+		if len(r.backlog) > 0 {
+			w = 0
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(w), iouEnterGetevents, 0, 0)
+		if errno != 0 {
+			return int(n), errno
+		}
+		if len(r.backlog) == 0 || atomic.LoadUint32(r.sqHead) != r.tail {
+			// All in, or the kernel took no more: the caller reaps
+			// (which may be what frees the kernel) and comes back.
+			return int(n), nil
+		}
 	}
-	return int(n), nil
+}
+
+// moveBacklog moves backlog entries into the queue as far as it has room.
+func (r *ring) moveBacklog() {
+	n := 0
+	for n < len(r.backlog) && r.tail-atomic.LoadUint32(r.sqHead) < r.sqSize {
+		r.sqes[r.tail&r.sqMask] = r.backlog[n]
+		r.tail++
+		n++
+	}
+	if n > 0 {
+		r.backlog = r.backlog[:copy(r.backlog, r.backlog[n:])]
+	}
 }
 
 // What a completion belongs to: the low bits of user_data, above them the
@@ -249,8 +280,8 @@ type urloop struct {
 	slice    time.Duration // set before the loop is handed out
 }
 
-// ringEntries is the submission queue size: room for four operations
-// (and their cancels) of 64 sessions before a turn must submit early.
+// ringEntries is the submission queue size: room for four operations of
+// 64 sessions in one turn before entries wait in the backlog.
 const ringEntries = 256
 
 // newUrloop starts a loop, or reports why io_uring cannot be used.
