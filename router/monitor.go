@@ -363,7 +363,7 @@ func (r *Router) publishLocked() {
 	nodes := make([]NodeState, len(r.nodes))
 	copy(nodes, r.nodes)
 	var plsn uint64
-	prim, alarm := choosePrimary(nodes)
+	prim, alarm, why := choosePrimary(nodes)
 	if prim >= 0 {
 		plsn = nodes[prim].LSN
 	}
@@ -400,7 +400,7 @@ func (r *Router) publishLocked() {
 	r.topo.Store(t)
 	close(old.changed)
 	if moved {
-		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName}
+		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName, "why", why, "nodes", nodesText(nodes)}
 		if newName != "" && !r.holdStart.IsZero() {
 			attrs = append(attrs, "no_primary_for", time.Since(r.holdStart).Round(time.Millisecond).String())
 			r.holdStart = time.Time{}

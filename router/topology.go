@@ -82,8 +82,8 @@ func (t *Topology) Changed() <-chan struct{} { return t.changed }
 // choosePrimary applies the failover contract (design §5) to a set of node
 // states: the only node that is up and not in recovery; among several, the
 // one the standbys stream from; otherwise the one on the newest timeline;
-// otherwise nobody, with an alarm.
-func choosePrimary(nodes []NodeState) (int, string) {
+// otherwise nobody, with an alarm. why says which rule chose.
+func choosePrimary(nodes []NodeState) (prim int, alarm, why string) {
 	var cands []int
 	for i := range nodes {
 		if nodes[i].Up && nodes[i].Role == RolePrimary {
@@ -92,9 +92,9 @@ func choosePrimary(nodes []NodeState) (int, string) {
 	}
 	switch len(cands) {
 	case 0:
-		return -1, ""
+		return -1, "", "no node accepts writes"
 	case 1:
-		return cands[0], ""
+		return cands[0], "", "the only node that accepts writes"
 	}
 	// Several nodes accept writes. Standby evidence first.
 	best, bestN, tie := -1, 0, false
@@ -114,7 +114,7 @@ func choosePrimary(nodes []NodeState) (int, string) {
 		}
 	}
 	if best >= 0 && !tie {
-		return best, ""
+		return best, "", fmt.Sprintf("%d of the standbys stream from it", bestN)
 	}
 	// Then the newest timeline.
 	best, tie = -1, false
@@ -127,7 +127,7 @@ func choosePrimary(nodes []NodeState) (int, string) {
 		}
 	}
 	if !tie && nodes[best].Timeline > 0 {
-		return best, ""
+		return best, "", fmt.Sprintf("several accept writes, no standby evidence; newest timeline (%d)", nodes[best].Timeline)
 	}
 	names := ""
 	for i, c := range cands {
@@ -136,7 +136,29 @@ func choosePrimary(nodes []NodeState) (int, string) {
 		}
 		names += nodes[c].Name
 	}
-	return -1, fmt.Sprintf("several nodes accept writes (%s) and neither standby streams nor timelines single one out; holding clients", names)
+	return -1, fmt.Sprintf("several nodes accept writes (%s) and neither standby streams nor timelines single one out; holding clients", names), "no rule singles one out"
+}
+
+// nodesText is the evidence choosePrimary saw, for the log: each node's
+// state, timeline and the sender its WAL receiver streams from.
+func nodesText(nodes []NodeState) string {
+	var b []byte
+	for i := range nodes {
+		n := &nodes[i]
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = fmt.Appendf(b, "%s=", n.Name)
+		if !n.Up {
+			b = append(b, "down"...)
+			continue
+		}
+		b = fmt.Appendf(b, "%s/tl%d", n.Role, n.Timeline)
+		if n.UpstreamHost != "" {
+			b = fmt.Appendf(b, "<-%s:%d", n.UpstreamHost, n.UpstreamPort)
+		}
+	}
+	return string(b)
 }
 
 func streamsFrom(standby, primary *NodeState) bool {
