@@ -114,7 +114,7 @@ func choosePrimary(nodes []NodeState) (prim int, alarm, why string) {
 		}
 	}
 	if best >= 0 && !tie {
-		return best, "", fmt.Sprintf("%d of the standbys stream from it", bestN)
+		return best, "", fmt.Sprintf("standbys streaming from it: %d", bestN)
 	}
 	// Then the newest timeline.
 	best, tie = -1, false
