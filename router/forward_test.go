@@ -150,6 +150,21 @@ func (p *pipeSession) close() {
 
 // stopLoops stops the router's loops once forwarding has ended, and closes
 // the conn a reusable backend was given back on.
+// endedUnreusable waits (bounded) for a forwarding started by start to
+// end, and fails the test if it does not, or if it judged its backend
+// reusable; why names what ended it.
+func endedUnreusable(t *testing.T, done <-chan forwardResult, why string) {
+	t.Helper()
+	select {
+	case r := <-done:
+		if r.ok {
+			t.Errorf("backend judged reusable after %s", why)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("session still forwarding after %s", why)
+	}
+}
+
 func (p *pipeSession) stopLoops() {
 	if p.be.conn != p.serverSide {
 		p.be.conn.Close()
@@ -594,14 +609,7 @@ func TestForwardKillStuckClient(t *testing.T) {
 			}()
 			time.Sleep(200 * time.Millisecond)
 			p.s.kill(errorf(codePrimaryMoved, "pgwrt: primary moved from a to b; reconnect"))
-			select {
-			case r := <-done:
-				if r.ok {
-					t.Fatal("killed session's backend judged reusable")
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("killed session still forwarding to a client that reads nothing")
-			}
+			endedUnreusable(t, done, "a kill, with a client that reads nothing")
 			p.close()
 			p.stopLoops()
 		})

@@ -217,7 +217,7 @@ func (r *ring) get() *iouSQE {
 // deferred task running that is the only time they are). While a backlog
 // remains it submits again as the kernel takes entries, and does not wait
 // until all are in.
-func (r *ring) enter(wait uint32) (int, error) {
+func (r *ring) enter(wait uint32) error {
 	for {
 		r.moveBacklog()
 		atomic.StoreUint32(r.sqTail, r.tail)
@@ -226,16 +226,22 @@ func (r *ring) enter(wait uint32) (int, error) {
 		if len(r.backlog) > 0 {
 			w = 0
 		}
-		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(w), iouEnterGetevents, 0, 0)
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(w), iouEnterGetevents, 0, 0)
 		if errno != 0 {
-			return int(n), errno
+			return errno
 		}
 		if len(r.backlog) == 0 || atomic.LoadUint32(r.sqHead) != r.tail {
 			// All in, or the kernel took no more: the caller reaps
 			// (which may be what frees the kernel) and comes back.
-			return int(n), nil
+			return nil
 		}
 	}
+}
+
+// transient says whether an enter error only means "reap, then enter
+// again": a signal, a short allocation, or completions to collect first.
+func transient(err error) bool {
+	return err == unix.EINTR || err == unix.EAGAIN || err == unix.EBUSY
 }
 
 // moveBacklog moves backlog entries into the queue as far as it has room.
@@ -336,7 +342,7 @@ func (l *urloop) run(ready chan<- error) {
 			runtime.Gosched()
 			lastYield = now
 		}
-		if _, err := l.ring.enter(1); err != nil && err != unix.EINTR && err != unix.EAGAIN && err != unix.EBUSY {
+		if err := l.ring.enter(1); err != nil && !transient(err) {
 			l.fail(os.NewSyscallError("io_uring_enter", err))
 			return
 		}
