@@ -239,16 +239,21 @@ func md5Password(user, password string, salt []byte) []byte {
 // backend's parameter record. A *wire.Error is returned for SQL errors, with
 // the connection still usable.
 func (b *backend) exec(sql string, timeout time.Duration) ([]*string, byte, error) {
+	return b.execOn(&wire.Reader{R: b.conn, Max: 1 << 20}, sql, timeout)
+}
+
+// execOn is exec reading through rd, for a connection that keeps one Reader
+// across reads that a deadline may cut short (the monitor's).
+func (b *backend) execOn(rd *wire.Reader, sql string, timeout time.Duration) ([]*string, byte, error) {
 	b.conn.SetDeadline(deadline(timeout))
 	defer b.conn.SetDeadline(time.Time{})
 	if err := b.write(wire.AppendQuery(nil, sql)); err != nil {
 		return nil, 0, err
 	}
-	return b.readResult()
+	return b.readResult(rd)
 }
 
-func (b *backend) readResult() ([]*string, byte, error) {
-	rd := wire.Reader{R: b.conn, Max: 1 << 20}
+func (b *backend) readResult(rd *wire.Reader) ([]*string, byte, error) {
 	var row []*string
 	var qerr error
 	for {

@@ -33,8 +33,11 @@ type monitor struct {
 	name string
 	addr string
 
-	mu      sync.Mutex
-	conn    *backend
+	mu   sync.Mutex
+	conn *backend
+	// rd reads conn, both while waiting between checks and during a
+	// check, and keeps its place when a poke cuts a read short.
+	rd      wire.Reader
 	waiting bool // in waitNext: a poke may interrupt the read
 	wake    chan struct{}
 	stop    chan struct{}
@@ -157,7 +160,6 @@ func (m *monitor) waitNext(cfg *config.Config, failing bool) {
 		}
 		return
 	}
-	rd := wire.Reader{R: b.conn, Max: 64 << 10}
 	defer func() {
 		m.mu.Lock()
 		m.waiting = false
@@ -174,7 +176,7 @@ func (m *monitor) waitNext(cfg *config.Config, failing bool) {
 		m.waiting = true
 		b.conn.SetReadDeadline(until)
 		m.mu.Unlock()
-		msg, err := rd.Read()
+		msg, err := m.rd.Read()
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -239,9 +241,10 @@ func (m *monitor) check(cfg *config.Config) (NodeState, checkClass, error) {
 		m.mu.Lock()
 		m.conn = nb
 		m.mu.Unlock()
+		m.rd = wire.Reader{R: nb.conn, Max: 1 << 20}
 		b = nb
 	}
-	row, _, err := b.exec(checkSQL, timeout)
+	row, _, err := b.execOn(&m.rd, checkSQL, timeout)
 	if err != nil {
 		var we *wire.Error
 		if !errors.As(err, &we) {

@@ -255,17 +255,27 @@ type Msg struct {
 // Reader reads whole messages from a stream; it is for the control paths
 // (login, health checks, reset), not for forwarding. Bodies larger than
 // Max are refused.
+//
+// A Read cut short by a deadline (a poke, or the end of a wait) keeps what it
+// had read, and the next Read on the same Reader carries on from there: a
+// half-read message never leaves the stream out of step, so its body is never
+// taken for the next header.
 type Reader struct {
 	R   io.Reader
 	Max int
 	hdr [5]byte
 	buf []byte
+	got int // bytes of the current message read so far (header, then body)
 }
 
 // Read reads the next message.
 func (r *Reader) Read() (Msg, error) {
-	if _, err := io.ReadFull(r.R, r.hdr[:]); err != nil {
-		return Msg{}, err
+	if r.got < len(r.hdr) {
+		n, err := io.ReadFull(r.R, r.hdr[r.got:])
+		r.got += n
+		if err != nil {
+			return Msg{}, err
+		}
 	}
 	n := int(binary.BigEndian.Uint32(r.hdr[1:])) - 4
 	max := r.Max
@@ -273,15 +283,21 @@ func (r *Reader) Read() (Msg, error) {
 		max = 1 << 20
 	}
 	if n < 0 || n > max {
+		r.got = 0
 		return Msg{}, fmt.Errorf("%w: message %q with length %d", ErrMalformed, r.hdr[0], n+4)
 	}
 	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
+		b := make([]byte, n)
+		copy(b, r.buf[:r.got-len(r.hdr)])
+		r.buf = b
 	}
 	b := r.buf[:n]
-	if _, err := io.ReadFull(r.R, b); err != nil {
+	k, err := io.ReadFull(r.R, b[r.got-len(r.hdr):])
+	r.got += k
+	if err != nil {
 		return Msg{}, err
 	}
+	r.got = 0
 	return Msg{Type: r.hdr[0], Body: b}, nil
 }
 

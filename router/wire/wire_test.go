@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net"
+	"strings"
 	"testing"
+	"time"
 )
 
 func startup(code uint32, kv ...string) []byte {
@@ -97,6 +100,68 @@ func TestReaderRefusesOversize(t *testing.T) {
 	rd := Reader{R: bytes.NewReader(b), Max: 1024}
 	if _, err := rd.Read(); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// TestReaderResumesAfterDeadline cuts a stream of messages at every byte
+// with a read deadline, as the monitor's poke does to its wait between
+// checks: each Read cut short must leave the Reader where it was, so the
+// messages come out whole and in step. Before the Reader kept its place, a
+// poke between a NoticeResponse's header and body made the next check read
+// the body ("S" for severity, then "WARN") as a header.
+func TestReaderResumesAfterDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	w, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	notice := AppendError(nil, &Error{Severity: "WARNING", Code: "01000", Message: strings.Repeat("x", 300)})
+	notice[0] = 'N'
+	stream := append(append([]byte{}, notice...), 'Z', 0, 0, 0, 5, 'I')
+	rd := Reader{R: c, Max: 1024}
+	for cut := 0; cut <= len(stream); cut++ {
+		if _, err := w.Write(stream[:cut]); err != nil {
+			t.Fatal(err)
+		}
+		var got []Msg
+		// Read what the first part holds until the deadline cuts in.
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		for {
+			m, err := rd.Read()
+			if err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					t.Fatalf("cut %d: %v", cut, err)
+				}
+				break
+			}
+			got = append(got, Msg{Type: m.Type, Body: append([]byte(nil), m.Body...)})
+		}
+		if _, err := w.Write(stream[cut:]); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(got) < 2 {
+			m, err := rd.Read()
+			if err != nil {
+				t.Fatalf("cut %d: after the deadline: %v", cut, err)
+			}
+			got = append(got, Msg{Type: m.Type, Body: append([]byte(nil), m.Body...)})
+		}
+		if got[0].Type != 'N' || !bytes.Equal(got[0].Body, notice[5:]) || got[1].Type != 'Z' || string(got[1].Body) != "I" {
+			t.Fatalf("cut %d: messages out of step: %q %q", cut, got[0].Type, got[1].Type)
+		}
 	}
 }
 
