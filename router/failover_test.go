@@ -221,9 +221,18 @@ func TestFailoverTwoWritableEvidence(t *testing.T) {
 // the primary runs: three writable nodes, no standby, two of them on the
 // newest timeline. The router chooses nobody, raises its alarm, holds new
 // clients and refuses them with 57P03 after failover_wait.
+//
+// On the way, with pg1 promoted and pg2 the only evidence for pg0, pg2
+// freezes until a check times out and the router marks it down. Its last
+// seen upstream must still count (evidenceGrace): the router stays on pg0
+// instead of handing the choice to the timeline rule, which would move it
+// to pg1 (seen once in TestPatroniFailover/two-writable under CI load, where
+// a standby missed one check).
 func TestFailoverTwoWritableNoEvidence(t *testing.T) {
 	c, tr, env, cfg := failoverLab(t, func(cfg *config.Config) {
 		cfg.FailoverWait = config.Duration(3 * time.Second)
+		cfg.HealthCheckPeriod = config.Duration(time.Second)
+		cfg.HealthCheckTimeout = config.Duration(time.Second)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -241,6 +250,30 @@ func TestFailoverTwoWritableNoEvidence(t *testing.T) {
 	sleep(4 * cfg.HealthCheckPeriod.D())
 	if got := env.Pooler.Primary(); got != pg0.Name {
 		o.Fail("after promoting pg1 (pg2 still streams from pg0) the router routes to %q", got)
+	}
+	epoch := tr.Topology().Epoch
+	if err := pg2.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	for tr.Topology().Nodes[2].Up && time.Since(frozen) < 10*time.Second {
+		sleep(10 * time.Millisecond)
+	}
+	downAfter := time.Since(frozen)
+	if err := pg2.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Topology().Nodes[2].Up {
+		t.Fatalf("frozen pg2 not marked down after %s", downAfter.Round(time.Millisecond))
+	}
+	for n := &tr.Topology().Nodes[2]; (!n.Up || n.UpstreamHost == "") && time.Since(frozen) < 20*time.Second; n = &tr.Topology().Nodes[2] {
+		sleep(10 * time.Millisecond)
+	}
+	if tp := tr.Topology(); tp.Epoch != epoch || !tp.Nodes[2].Up {
+		o.Fail("pg2 missed a check (down after %s, back after %s): the router left pg0 (epoch %d -> %d, primary %v, pg2 up %v)",
+			downAfter.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond), epoch, tp.Epoch, tp.PrimaryNode() != nil && tp.PrimaryNode().Name == pg0.Name, tp.Nodes[2].Up)
+	} else {
+		o.Note("pg2 missed a check (down after %s, streaming again after %s); the router stayed on pg0", downAfter.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond))
 	}
 	if err := pg2.Promote(); err != nil {
 		t.Fatal(err)

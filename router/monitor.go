@@ -308,6 +308,12 @@ func (r *Router) reportUp(name string, st NodeState, began time.Time) {
 	n.Up, n.Role = true, st.Role
 	n.LSN, n.ReceiveLSN, n.Timeline = st.LSN, st.ReceiveLSN, st.Timeline
 	n.UpstreamHost, n.UpstreamPort = st.UpstreamHost, st.UpstreamPort
+	switch {
+	case st.Role == RoleStandby && st.UpstreamHost != "":
+		n.seenHost, n.seenPort, n.seenAt = st.UpstreamHost, st.UpstreamPort, now
+	case st.Role == RolePrimary:
+		n.seenHost, n.seenPort = "", 0
+	}
 	n.LastCheck = now
 	n.LastError = ""
 	if n.Suspect && began.After(n.suspectAt) {
@@ -366,7 +372,9 @@ func (r *Router) publishLocked() {
 	nodes := make([]NodeState, len(r.nodes))
 	copy(nodes, r.nodes)
 	var plsn uint64
-	prim, alarm, why := choosePrimary(nodes)
+	cfg := r.config()
+	now := time.Now()
+	prim, alarm, why := choosePrimary(nodes, now, evidenceGrace(cfg.HealthCheckTimeout.D(), cfg.HealthCheckPeriod.D()))
 	if prim >= 0 {
 		plsn = nodes[prim].LSN
 	}
@@ -391,7 +399,6 @@ func (r *Router) publishLocked() {
 	moved := oldName != newName
 	if moved {
 		t.Epoch++
-		now := time.Now()
 		if oldName != "" && newName == "" {
 			r.holdStart = now
 		}
@@ -403,7 +410,7 @@ func (r *Router) publishLocked() {
 	r.topo.Store(t)
 	close(old.changed)
 	if moved {
-		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName, "why", why, "nodes", nodesText(nodes)}
+		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName, "why", why, "nodes", nodesText(nodes, now)}
 		if newName != "" && !r.holdStart.IsZero() {
 			attrs = append(attrs, "no_primary_for", time.Since(r.holdStart).Round(time.Millisecond).String())
 			r.holdStart = time.Time{}

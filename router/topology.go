@@ -49,7 +49,20 @@ type NodeState struct {
 	// must not end them all).
 	Suspect   bool
 	suspectAt time.Time
+	// seenHost and seenPort are the sender this node was last seen
+	// streaming from as a standby, at seenAt. They outlive a failed check
+	// or a WAL receiver that is reconnecting for evidenceGrace, so one
+	// missed answer from a standby does not hand the choice between two
+	// writable nodes to the timeline rule.
+	seenHost string
+	seenPort int
+	seenAt   time.Time
 }
+
+// evidenceGrace is how long a standby's last seen upstream still counts as
+// evidence while the standby cannot be asked (its check failed) or shows no
+// WAL receiver (reconnecting): one timed out check and two periods.
+func evidenceGrace(timeout, period time.Duration) time.Duration { return timeout + 2*period }
 
 // Addr is host:port.
 func (n *NodeState) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
@@ -83,7 +96,12 @@ func (t *Topology) Changed() <-chan struct{} { return t.changed }
 // states: the only node that is up and not in recovery; among several, the
 // one the standbys stream from; otherwise the one on the newest timeline;
 // otherwise nobody, with an alarm. why says which rule chose.
-func choosePrimary(nodes []NodeState) (prim int, alarm, why string) {
+//
+// A standby's evidence is what it says now. A standby that is down, or up
+// with no WAL receiver, still counts for the sender it was last seen
+// streaming from until grace has passed since then; anything it says that
+// names another sender, or its own promotion, ends that at once.
+func choosePrimary(nodes []NodeState, now time.Time, grace time.Duration) (prim int, alarm, why string) {
 	var cands []int
 	for i := range nodes {
 		if nodes[i].Up && nodes[i].Role == RolePrimary {
@@ -97,24 +115,31 @@ func choosePrimary(nodes []NodeState) (prim int, alarm, why string) {
 		return cands[0], "", "the only node that accepts writes"
 	}
 	// Several nodes accept writes. Standby evidence first.
-	best, bestN, tie := -1, 0, false
+	best, bestN, bestOld, tie := -1, 0, 0, false
 	for _, c := range cands {
-		n := 0
+		n, old := 0, 0
 		for i := range nodes {
-			s := &nodes[i]
-			if s.Up && s.Role == RoleStandby && streamsFrom(s, &nodes[c]) {
+			switch streamsFrom(&nodes[i], &nodes[c], now, grace) {
+			case evidenceNow:
 				n++
+			case evidenceSeen:
+				n++
+				old++
 			}
 		}
 		switch {
 		case n > bestN:
-			best, bestN, tie = c, n, false
+			best, bestN, bestOld, tie = c, n, old, false
 		case n == bestN && n > 0:
 			tie = true
 		}
 	}
 	if best >= 0 && !tie {
-		return best, "", fmt.Sprintf("standbys streaming from it: %d", bestN)
+		why := fmt.Sprintf("standbys streaming from it: %d", bestN)
+		if bestOld > 0 {
+			why += fmt.Sprintf(" (%d as last seen, within %s)", bestOld, grace)
+		}
+		return best, "", why
 	}
 	// Then the newest timeline.
 	best, tie = -1, false
@@ -139,9 +164,34 @@ func choosePrimary(nodes []NodeState) (prim int, alarm, why string) {
 	return -1, fmt.Sprintf("several nodes accept writes (%s) and neither standby streams nor timelines single one out; holding clients", names), "no rule singles one out"
 }
 
+// evidence is what one node says about a writable node.
+type evidence int
+
+const (
+	evidenceNone evidence = iota
+	evidenceNow           // a standby streaming from it now
+	evidenceSeen          // last seen streaming from it, within the grace
+)
+
+// streamsFrom says whether node s is evidence for primary.
+func streamsFrom(s, primary *NodeState, now time.Time, grace time.Duration) evidence {
+	switch {
+	case s.Up && s.Role == RoleStandby && s.UpstreamHost != "":
+		if sameSender(s.UpstreamHost, s.UpstreamPort, primary) {
+			return evidenceNow
+		}
+	case s.Up && s.Role == RolePrimary:
+	case s.seenHost != "" && now.Sub(s.seenAt) <= grace:
+		if sameSender(s.seenHost, s.seenPort, primary) {
+			return evidenceSeen
+		}
+	}
+	return evidenceNone
+}
+
 // nodesText is the evidence choosePrimary saw, for the log: each node's
 // state, timeline and the sender its WAL receiver streams from.
-func nodesText(nodes []NodeState) string {
+func nodesText(nodes []NodeState, now time.Time) string {
 	var b []byte
 	for i := range nodes {
 		n := &nodes[i]
@@ -151,28 +201,33 @@ func nodesText(nodes []NodeState) string {
 		b = fmt.Appendf(b, "%s=", n.Name)
 		if !n.Up {
 			b = append(b, "down"...)
-			continue
+		} else {
+			b = fmt.Appendf(b, "%s/tl%d", n.Role, n.Timeline)
 		}
-		b = fmt.Appendf(b, "%s/tl%d", n.Role, n.Timeline)
-		if n.UpstreamHost != "" {
+		switch {
+		case n.Up && n.UpstreamHost != "":
 			b = fmt.Appendf(b, "<-%s:%d", n.UpstreamHost, n.UpstreamPort)
+		case n.Up && n.Role == RolePrimary:
+		case n.seenHost != "":
+			b = fmt.Appendf(b, "(was<-%s:%d %s ago)", n.seenHost, n.seenPort, now.Sub(n.seenAt).Round(time.Millisecond))
 		}
 	}
 	return string(b)
 }
 
-func streamsFrom(standby, primary *NodeState) bool {
-	if standby.UpstreamHost == "" || standby.UpstreamPort != primary.Port {
+// sameSender says whether a WAL receiver's sender (host, port) is primary.
+func sameSender(host string, port int, primary *NodeState) bool {
+	if host == "" || port != primary.Port {
 		return false
 	}
-	if standby.UpstreamHost == primary.Host {
+	if host == primary.Host {
 		return true
 	}
-	a, b := net.ParseIP(standby.UpstreamHost), net.ParseIP(primary.Host)
+	a, b := net.ParseIP(host), net.ParseIP(primary.Host)
 	if a != nil && b != nil {
 		return a.Equal(b)
 	}
-	return isLoopbackName(standby.UpstreamHost) && isLoopbackName(primary.Host)
+	return isLoopbackName(host) && isLoopbackName(primary.Host)
 }
 
 func isLoopbackName(h string) bool {
