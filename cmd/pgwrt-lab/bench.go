@@ -1,13 +1,13 @@
 package main
 
 // pgwrt-lab bench: pgbench directly against a fresh primary, through a
-// pgwrt binary in front of it and, when PgBouncer is installed, through
-// PgBouncer, side by side, with pgwrt's memory.
+// pgwrt binary in front of it and through the comparison proxies that are
+// installed (PgBouncer, HAProxy), side by side, with pgwrt's memory.
 //
 // The machine is shared and its speed drifts between runs minutes apart, so
 // each (workload, clients) pair runs several rounds; a round is one run
-// direct, one through pgwrt (and one through PgBouncer) back to back, the
-// order rotated from round to round. A row reports medians over the rounds,
+// direct, one through pgwrt and one through each comparison proxy back to
+// back, the order rotated from round to round. A row reports medians over the rounds,
 // and the ratio is the median of the per-round ratios: each ratio compares
 // runs made under the same conditions.
 //
@@ -47,12 +47,13 @@ import (
 
 const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10]
                        [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3]
-                       [-pgbouncer PATH|none] [-io-engine auto] [-out FILE.md]`
+                       [-pgbouncer PATH|none] [-haproxy PATH|none] [-io-engine auto] [-out FILE.md]`
 
 // benchOptions are bench's flags.
 type benchOptions struct {
 	pgwrt     string        // binary; "" builds one
 	pgbouncer string        // PgBouncer binary; "" looks for one, "none" runs none
+	haproxy   string        // HAProxy binary; likewise
 	engine    string        // pgwrt's io_engine
 	duration  time.Duration // pgbench -T per run
 	standbys  int
@@ -73,17 +74,17 @@ type benchResult struct {
 type benchRun struct {
 	whole  benchResult // pgbench's summary: the whole run, without initial connection time
 	steady benchResult // the second half of the run, from its per-second progress
-	// cpuUS is the pooler process's CPU time (user + system) per
+	// cpuUS is the proxy process's CPU time (user + system) per
 	// transaction over the whole run, in µs; 0 for direct runs. It moves
 	// far less from run to run than tps on a shared machine.
 	cpuUS float64
 }
 
-// benchRound is one run direct, one through pgwrt and, with PgBouncer, one
-// through PgBouncer, back to back.
+// benchRound is one run direct, one through pgwrt and one through each
+// comparison proxy, back to back.
 type benchRound struct {
 	direct, pgwrt benchRun
-	pgbouncer     *benchRun // nil without PgBouncer
+	others        []benchRun // the comparison proxies', in the report's order
 }
 
 // ratioOf is a over b; ok is false without a b above 0.
@@ -95,19 +96,16 @@ func ratioOf(a, b float64) (ratio float64, ok bool) {
 }
 
 // ratio is pgwrt's steady-state tps over direct's.
-func (r benchRound) ratio() (float64, bool) { return ratioOf(r.pgwrt.steady.tps, r.direct.steady.tps) }
+func (r benchRound) ratio() (float64, bool) { return r.ratioOver(r.pgwrt) }
 
 // wholeRatio is pgwrt's whole-run tps over direct's.
 func (r benchRound) wholeRatio() (float64, bool) {
 	return ratioOf(r.pgwrt.whole.tps, r.direct.whole.tps)
 }
 
-// pgbouncerRatio is PgBouncer's steady-state tps over direct's.
-func (r benchRound) pgbouncerRatio() (float64, bool) {
-	if r.pgbouncer == nil {
-		return 0, false
-	}
-	return ratioOf(r.pgbouncer.steady.tps, r.direct.steady.tps)
+// ratioOver is run's steady-state tps over the round's direct run's.
+func (r benchRound) ratioOver(run benchRun) (float64, bool) {
+	return ratioOf(run.steady.tps, r.direct.steady.tps)
 }
 
 // ratioStats summarises per-round ratios.
@@ -135,17 +133,24 @@ func (s ratioStats) rangeText() string {
 }
 
 // benchRow is one line of the table: a workload at a client count, direct,
-// through pgwrt and through PgBouncer, summarised over its rounds.
+// through pgwrt and through each comparison proxy, summarised over its
+// rounds.
 type benchRow struct {
-	workload      string
-	clients       int
-	direct, pgwrt benchResult  // steady-state medians over the rounds, tps and latency each
-	pgbouncer     *benchResult // likewise; nil without PgBouncer
-	ratio         ratioStats   // per-round steady-state ratios pgwrt/direct
-	wholeRatio    ratioStats   // per-round whole-run ratios pgwrt/direct
-	pgbRatio      ratioStats   // per-round steady-state ratios PgBouncer/direct
-	pgwrtCPU      float64      // median CPU µs per transaction of pgwrt
-	pgbCPU        float64      // likewise of PgBouncer; 0 without it
+	workload   string
+	clients    int
+	direct     benchResult // steady-state medians over the rounds, tps and latency
+	pgwrt      sideStats
+	wholeRatio ratioStats  // per-round whole-run ratios pgwrt/direct
+	others     []sideStats // the comparison proxies', in the rounds' order
+}
+
+// sideStats summarises the runs through one proxy: medians of the
+// steady-state tps and latency, the per-round steady-state ratios to
+// direct, and the median CPU µs per transaction of the proxy process.
+type sideStats struct {
+	benchResult
+	ratio ratioStats
+	cpuUS float64
 }
 
 // newBenchRow summarises rounds: medians of the steady-state tps and
@@ -154,41 +159,38 @@ type benchRow struct {
 // rounds).
 func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
 	row := benchRow{workload: workload, clients: clients}
-	var dTPS, pTPS, bTPS, dLat, pLat, bLat, ratios, whole, pgb, pCPU, bCPU []float64
+	var dTPS, dLat, whole []float64
 	for _, r := range rounds {
-		pCPU = append(pCPU, r.pgwrt.cpuUS)
-		if r.pgbouncer != nil {
-			bCPU = append(bCPU, r.pgbouncer.cpuUS)
-		}
 		dTPS = append(dTPS, r.direct.steady.tps)
-		pTPS = append(pTPS, r.pgwrt.steady.tps)
 		dLat = append(dLat, r.direct.steady.latencyMS)
-		pLat = append(pLat, r.pgwrt.steady.latencyMS)
-		if r.pgbouncer != nil {
-			bTPS = append(bTPS, r.pgbouncer.steady.tps)
-			bLat = append(bLat, r.pgbouncer.steady.latencyMS)
-		}
-		if q, ok := r.ratio(); ok {
-			ratios = append(ratios, q)
-		}
 		if q, ok := r.wholeRatio(); ok {
 			whole = append(whole, q)
 		}
-		if q, ok := r.pgbouncerRatio(); ok {
-			pgb = append(pgb, q)
-		}
 	}
 	row.direct = benchResult{tps: median(dTPS), latencyMS: median(dLat)}
-	row.pgwrt = benchResult{tps: median(pTPS), latencyMS: median(pLat)}
-	if len(bTPS) > 0 {
-		row.pgbouncer = &benchResult{tps: median(bTPS), latencyMS: median(bLat)}
-		row.pgbCPU = median(bCPU)
+	row.wholeRatio = newRatioStats(whole)
+	row.pgwrt = newSideStats(rounds, func(r benchRound) benchRun { return r.pgwrt })
+	if len(rounds) > 0 {
+		for i := range rounds[0].others {
+			row.others = append(row.others, newSideStats(rounds, func(r benchRound) benchRun { return r.others[i] }))
+		}
 	}
-	if len(pCPU) > 0 {
-		row.pgwrtCPU = median(pCPU)
-	}
-	row.ratio, row.wholeRatio, row.pgbRatio = newRatioStats(ratios), newRatioStats(whole), newRatioStats(pgb)
 	return row
+}
+
+// newSideStats summarises the run that side picks from each round.
+func newSideStats(rounds []benchRound, side func(benchRound) benchRun) sideStats {
+	var tps, lat, cpu, ratios []float64
+	for _, r := range rounds {
+		run := side(r)
+		tps = append(tps, run.steady.tps)
+		lat = append(lat, run.steady.latencyMS)
+		cpu = append(cpu, run.cpuUS)
+		if q, ok := r.ratioOver(run); ok {
+			ratios = append(ratios, q)
+		}
+	}
+	return sideStats{benchResult: benchResult{tps: median(tps), latencyMS: median(lat)}, ratio: newRatioStats(ratios), cpuUS: median(cpu)}
 }
 
 // median of xs (the mean of the middle two for an even count); 0 for none.
@@ -206,11 +208,13 @@ func median(xs []float64) float64 {
 	return (s[m-1] + s[m]) / 2
 }
 
-// Where a run's pgbench connects.
+// Where a run's pgbench connects; a comparison proxy's side also names its
+// columns.
 const (
-	sideDirect = "direct"
-	sidePgwrt  = "pgwrt"
-	sidePgb    = "pgbouncer"
+	sideDirect  = "direct"
+	sidePgwrt   = "pgwrt"
+	sidePgb     = "pgbouncer"
+	sideHaproxy = "haproxy"
 )
 
 // roundOrder is the order of the runs in round (from 1): sides rotated
@@ -230,15 +234,42 @@ func roundOrder(round int, sides []string) []string {
 
 // benchReport is everything bench measured.
 type benchReport struct {
-	opt       benchOptions
-	rows      []benchRow
-	idleKB    int // pgwrt VmRSS before the runs
-	peakKB    int // max VmRSS sampled during the runs through pgwrt
-	hwmKB     int // pgwrt VmHWM at the end
-	pgVer     string
-	protocol  string
-	pgbouncer string // PgBouncer's version, "PgBouncer 1.18.0"; "" when it did not run
-	engine    string // how pgwrt forwarded (its log says)
+	opt      benchOptions
+	rows     []benchRow
+	idleKB   int // pgwrt VmRSS before the runs
+	peakKB   int // max VmRSS sampled during the runs through pgwrt
+	hwmKB    int // pgwrt VmHWM at the end
+	pgVer    string
+	protocol string
+	proxies  []*comparison // the comparison proxies that ran, in column order
+	engine   string        // how pgwrt forwarded (its log says)
+}
+
+// comparison is a proxy bench sets beside pgwrt: PgBouncer or HAProxy.
+type comparison struct {
+	side    string        // its side in the rounds and its columns' prefix: "pgbouncer"
+	name    string        // "PgBouncer"
+	how     string        // how it runs: "session mode, pool as large as the clients"
+	version string        // "PgBouncer 1.18.0"
+	p       *pgwrtProcess // nil in tests
+}
+
+// comparisonKind is a comparison proxy bench knows how to run.
+type comparisonKind struct {
+	comparison
+	flagValue func(benchOptions) string
+	// start runs bin in front of primary listening on addr, room for
+	// maxClients, its files in dir (an empty directory the caller
+	// removes), and returns once the process runs, with its version.
+	start func(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int) (*pgwrtProcess, string, error)
+}
+
+// comparisonKinds are the comparison proxies in column order.
+var comparisonKinds = []comparisonKind{
+	{comparison{side: sidePgb, name: "PgBouncer", how: "session mode, pool as large as the clients"},
+		func(o benchOptions) string { return o.pgbouncer }, startPgbouncer},
+	{comparison{side: sideHaproxy, name: "HAProxy", how: "TCP mode, no pooling, one thread per CPU"},
+		func(o benchOptions) string { return o.haproxy }, startHaproxy},
 }
 
 var workloadFlags = map[string]string{"select-only": "-S", "tpcb-like": ""}
@@ -250,12 +281,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	var o benchOptions
 	fs.StringVar(&o.pgwrt, "pgwrt", "", "pgwrt binary (default: go build ./cmd/pgwrt into a temporary directory)")
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "", `PgBouncer binary to compare with (default: pgbouncer in PATH or /usr/sbin, if any; "none": no PgBouncer)`)
+	fs.StringVar(&o.haproxy, "haproxy", "", `HAProxy binary to compare with (default: haproxy in PATH or /usr/sbin, if any; "none": no HAProxy)`)
 	fs.DurationVar(&o.duration, "T", 30*time.Second, "duration of each pgbench run (whole seconds); the steady state is its second half")
 	fs.IntVar(&o.standbys, "standbys", 0, "standbys in the lab cluster (0 or more)")
 	fs.IntVar(&o.scale, "scale", 10, "pgbench -i scale factor")
 	clients := fs.String("clients", "8,32", "client counts, comma-separated")
 	workloads := fs.String("workloads", "select-only,tpcb-like", "pgbench workloads, comma-separated: select-only, tpcb-like")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct, a pgwrt (and a PgBouncer) run back to back in rotating order")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct, a pgwrt and a run through each comparison proxy back to back in rotating order")
 	fs.StringVar(&o.out, "out", "", "also write the table as markdown to this file")
 	fs.StringVar(&o.engine, "io-engine", "auto", "pgwrt's io_engine: auto, io_uring, epoll or goroutines")
 	if err := fs.Parse(args); err != nil {
@@ -292,7 +324,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 
 // bench runs the whole benchmark: a fresh cluster, pgbench -i on the
 // primary, then every (workload, clients) pair direct, through pgwrt and
-// through PgBouncer, opt.rounds times.
+// through each comparison proxy, opt.rounds times.
 // Everything it started is stopped when it returns.
 func bench(args []string, stdout, stderr io.Writer) error {
 	opt, err := parseBenchFlags(args, stderr)
@@ -329,12 +361,14 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	if _, err := os.Stat(pgbench); err != nil {
 		return nil, fmt.Errorf("pgbench not found in %s", pgbin)
 	}
-	pgbouncerBin, err := findPgbouncer(opt.pgbouncer)
-	if err != nil {
-		return nil, err
-	}
-	if pgbouncerBin == "" {
-		logf("no PgBouncer (-pgbouncer %q): its columns are left out", opt.pgbouncer)
+	bins := make([]string, len(comparisonKinds))
+	for i, k := range comparisonKinds {
+		if bins[i], err = findProxy(k.side, k.flagValue(opt)); err != nil {
+			return nil, err
+		}
+		if bins[i] == "" {
+			logf("no %s (-%s %q): its columns are left out", k.name, k.side, k.flagValue(opt))
+		}
 	}
 	tmp, err := os.MkdirTemp("", "pgwrt-bench-")
 	if err != nil {
@@ -358,8 +392,9 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	logf("starting PostgreSQL (primary + %d standbys)", opt.standbys)
 	c, err := pglab.Start(ctx, pglab.Options{
 		Standbys: standbys,
-		// Room for the clients direct, through pgwrt and through PgBouncer
-		// at once, and the whole scale-10 data set in shared buffers.
+		// Room for the clients direct or through a proxy, beside the idle
+		// pools of pgwrt and PgBouncer, and the whole scale-10 data set in
+		// shared buffers.
 		Conf: []string{"max_connections = 200", "shared_buffers = 256MB"},
 		Logf: logf,
 	})
@@ -390,25 +425,33 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 		sideDirect: {"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", pglab.AppUser},
 		sidePgwrt:  {"-h", pgwrtHost, "-p", pgwrtPort, "-U", pglab.AppUser},
 	}
-	var bouncer *pgwrtProcess
-	if pgbouncerBin != "" {
-		// The postgres OS user PgBouncer runs as (when we are root) must
-		// reach its directory in tmp; the files there stay private.
-		if err := os.Chmod(tmp, 0o711); err != nil {
+	procs := map[string]*pgwrtProcess{sidePgwrt: p}
+	for i, k := range comparisonKinds {
+		if bins[i] == "" {
+			continue
+		}
+		dir := filepath.Join(tmp, k.side)
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			return nil, err
 		}
-		bouncer, rep.pgbouncer, err = startPgbouncer(ctx, pgbouncerBin, filepath.Join(tmp, "pgbouncer"), primary, slices.Max(opt.clients))
+		addr, err := freeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
-		defer bouncer.stop()
-		if err := bouncer.waitLogin(ctx, psql, 30*time.Second); err != nil {
+		c := k.comparison
+		if c.p, c.version, err = k.start(ctx, bins[i], dir, addr, primary, slices.Max(opt.clients)); err != nil {
 			return nil, err
 		}
-		logf("%s (%s, session mode) listening on %s", rep.pgbouncer, pgbouncerBin, bouncer.addr)
-		h, port, _ := strings.Cut(bouncer.addr, ":")
-		sides = append(sides, sidePgb)
-		target[sidePgb] = []string{"-h", h, "-p", port, "-U", pglab.AppUser}
+		defer c.p.stop()
+		if err := c.p.waitLogin(ctx, psql, 30*time.Second); err != nil {
+			return nil, err
+		}
+		logf("%s (%s, %s) listening on %s", c.version, bins[i], c.how, c.p.addr)
+		h, port, _ := strings.Cut(c.p.addr, ":")
+		sides = append(sides, c.side)
+		target[c.side] = []string{"-h", h, "-p", port, "-U", pglab.AppUser}
+		procs[c.side] = c.p
+		rep.proxies = append(rep.proxies, &c)
 	}
 
 	logf("pgbench -i -s %d on the primary", opt.scale)
@@ -430,55 +473,44 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 			if f := workloadFlags[w]; f != "" {
 				args = append(args, f)
 			}
+			// runSide runs pgbench on side; through a proxy, with the
+			// proxy's CPU time per transaction (and pgwrt's memory).
 			runSide := func(side string) (benchRun, error) {
 				a := append(append(slices.Clone(args), target[side]...), pglab.AppDatabase)
-				switch side {
-				case sidePgwrt:
-					stopSampling := sampler.start(p.pid())
-					c0, _ := procCPUTicks(p.pid())
-					r, err := runPgbench(ctx, pgbench, a, secs)
-					c1, _ := procCPUTicks(p.pid())
-					stopSampling()
-					if err != nil {
-						return r, fmt.Errorf("%w\npgwrt log:\n%s", err, p.logTail())
-					}
-					r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
-					return r, nil
-				case sidePgb:
-					c0, _ := procCPUTicks(bouncer.pid())
-					r, err := runPgbench(ctx, pgbench, a, secs)
-					c1, _ := procCPUTicks(bouncer.pid())
-					if err != nil {
-						return r, fmt.Errorf("%w\nPgBouncer log:\n%s", err, bouncer.logTail())
-					}
-					r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
-					return r, nil
+				proc := procs[side]
+				if proc == nil {
+					return runPgbench(ctx, pgbench, a, secs)
 				}
-				return runPgbench(ctx, pgbench, a, secs)
+				if side == sidePgwrt {
+					defer sampler.start(proc.pid())()
+				}
+				c0, _ := procCPUTicks(proc.pid())
+				r, err := runPgbench(ctx, pgbench, a, secs)
+				c1, _ := procCPUTicks(proc.pid())
+				if err != nil {
+					return r, fmt.Errorf("%w\n%s log:\n%s", err, proc.name, proc.logTail())
+				}
+				r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
+				return r, nil
 			}
 			logf("%s, %d clients, %d rounds of %s", w, n, opt.rounds, strings.Join(sides, ", "))
 			var rounds []benchRound
 			for i := 1; i <= opt.rounds; i++ {
-				var r benchRound
+				r := benchRound{others: make([]benchRun, len(rep.proxies))}
+				slot := map[string]*benchRun{sideDirect: &r.direct, sidePgwrt: &r.pgwrt}
+				for j, c := range rep.proxies {
+					slot[c.side] = &r.others[j]
+				}
 				for _, side := range roundOrder(i, sides) {
-					run, err := runSide(side)
-					if err != nil {
+					if *slot[side], err = runSide(side); err != nil {
 						return nil, err
 					}
-					switch side {
-					case sideDirect:
-						r.direct = run
-					case sidePgwrt:
-						r.pgwrt = run
-					case sidePgb:
-						r.pgbouncer = &run
-					}
 				}
-				logf("  round %d: %s", i, r.logText())
+				logf("  round %d: %s", i, r.logText(rep.proxies))
 				rounds = append(rounds, r)
 			}
 			row := newBenchRow(w, n, rounds)
-			logf("  median: %s", row.logText())
+			logf("  median: %s", row.logText(rep.proxies))
 			rep.rows = append(rep.rows, row)
 		}
 	}
@@ -495,30 +527,30 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 }
 
 // logText is a round in a log line: steady-state tps, the steady-state
-// ratios and the whole-run ratio.
-func (r benchRound) logText() string {
-	s := fmt.Sprintf("direct %.0f, pgwrt %.0f", r.direct.steady.tps, r.pgwrt.steady.tps)
-	if r.pgbouncer != nil {
-		s += fmt.Sprintf(", pgbouncer %.0f", r.pgbouncer.steady.tps)
+// ratios and the whole-run ratio; proxies name the round's others.
+func (r benchRound) logText(proxies []*comparison) string {
+	tps, ratios := fmt.Sprintf("direct %.0f, pgwrt %.0f", r.direct.steady.tps, r.pgwrt.steady.tps), ""
+	for i, c := range proxies {
+		if i < len(r.others) {
+			tps += fmt.Sprintf(", %s %.0f", c.side, r.others[i].steady.tps)
+			ratios += fmt.Sprintf(", %s ratio %s", c.side, ratioText(r.ratioOver(r.others[i])))
+		}
 	}
-	s += " tps steady; ratio " + ratioText(r.ratio())
-	if r.pgbouncer != nil {
-		s += ", pgbouncer ratio " + ratioText(r.pgbouncerRatio())
-	}
-	return s + fmt.Sprintf("; whole run direct %.0f, pgwrt %.0f, ratio %s", r.direct.whole.tps, r.pgwrt.whole.tps, ratioText(r.wholeRatio()))
+	return fmt.Sprintf("%s tps steady; ratio %s%s; whole run direct %.0f, pgwrt %.0f, ratio %s",
+		tps, ratioText(r.ratio()), ratios, r.direct.whole.tps, r.pgwrt.whole.tps, ratioText(r.wholeRatio()))
 }
 
-// logText is a row in a log line.
-func (row benchRow) logText() string {
-	s := fmt.Sprintf("direct %.0f, pgwrt %.0f", row.direct.tps, row.pgwrt.tps)
-	if row.pgbouncer != nil {
-		s += fmt.Sprintf(", pgbouncer %.0f", row.pgbouncer.tps)
+// logText is a row in a log line; proxies name its others.
+func (row benchRow) logText(proxies []*comparison) string {
+	tps, ratios := fmt.Sprintf("direct %.0f, pgwrt %.0f", row.direct.tps, row.pgwrt.tps), ""
+	for i, c := range proxies {
+		if i < len(row.others) {
+			tps += fmt.Sprintf(", %s %.0f", c.side, row.others[i].tps)
+			ratios += fmt.Sprintf(", %s ratio %s", c.side, row.others[i].ratio.text())
+		}
 	}
-	s += fmt.Sprintf(" tps steady; ratio %s (range %s), whole-run ratio %s", row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text())
-	if row.pgbouncer != nil {
-		s += ", pgbouncer ratio " + row.pgbRatio.text()
-	}
-	return s
+	return fmt.Sprintf("%s tps steady; ratio %s (range %s), whole-run ratio %s%s",
+		tps, row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText(), row.wholeRatio.text(), ratios)
 }
 
 // buildPgwrt builds ./cmd/pgwrt of the module we are run in, as shipped
@@ -676,12 +708,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "")
 }
 
-// ---- the pgwrt and PgBouncer processes ----
+// ---- the pgwrt, PgBouncer and HAProxy processes ----
 
-// pgwrtProcess is a pgwrt (or PgBouncer) process we started, with the last
-// lines of its log.
+// pgwrtProcess is a pgwrt (or PgBouncer, HAProxy) process we started, with
+// the last lines of its log.
 type pgwrtProcess struct {
-	name string // "pgwrt", "PgBouncer"
+	name string // "pgwrt", "PgBouncer", "HAProxy"
 	cmd  *exec.Cmd
 	addr string
 	done chan struct{}
@@ -709,7 +741,8 @@ func startPgwrt(ctx context.Context, bin, path, config string) (*pgwrtProcess, e
 }
 
 // startLogged starts cmd and returns once a line of its stderr matches
-// ready, with the line's first submatch.
+// ready, with the line's first submatch; with a nil ready, right away (the
+// caller waits for it some other way).
 func startLogged(ctx context.Context, name string, cmd *exec.Cmd, ready *regexp.Regexp) (*pgwrtProcess, string, error) {
 	p := &pgwrtProcess{name: name, cmd: cmd, done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
@@ -729,6 +762,9 @@ func startLogged(ctx context.Context, name string, cmd *exec.Cmd, ready *regexp.
 				p.log = p.log[len(p.log)-100:]
 			}
 			p.mu.Unlock()
+			if ready == nil {
+				continue
+			}
 			if m := ready.FindStringSubmatch(line); m != nil {
 				select {
 				case started <- m[1]:
@@ -740,6 +776,9 @@ func startLogged(ctx context.Context, name string, cmd *exec.Cmd, ready *regexp.
 		p.cmd.Wait()
 		close(p.done)
 	}()
+	if ready == nil {
+		return p, "", nil
+	}
 	select {
 	case m := <-started:
 		return p, m, nil
@@ -779,7 +818,7 @@ func (p *pgwrtProcess) stop() {
 }
 
 // waitLogin runs `psql -c 'SELECT 1'` through the process until it works:
-// pgwrt has found the primary, PgBouncer reaches it.
+// pgwrt has found the primary, PgBouncer or HAProxy reaches it.
 func (p *pgwrtProcess) waitLogin(ctx context.Context, psql string, d time.Duration) error {
 	host, port, _ := strings.Cut(p.addr, ":")
 	end := time.Now().Add(d)
@@ -805,48 +844,46 @@ func (p *pgwrtProcess) waitLogin(ctx context.Context, psql string, d time.Durati
 	}
 }
 
-// findPgbouncer resolves -pgbouncer: "none" is no PgBouncer, "" is
-// pgbouncer in PATH or /usr/sbin if there is one (else none), anything else
-// must be an executable.
-func findPgbouncer(flagValue string) (string, error) {
+// findProxy resolves the flag -name of the comparison proxy name
+// ("pgbouncer", "haproxy"): "none" is none, "" is name in PATH or /usr/sbin
+// if there is one (else none), anything else must be an executable.
+func findProxy(name, flagValue string) (string, error) {
 	switch flagValue {
 	case "none":
 		return "", nil
 	case "":
-		if p, err := exec.LookPath("pgbouncer"); err == nil {
+		if p, err := exec.LookPath(name); err == nil {
 			return p, nil
 		}
-		if p, err := exec.LookPath("/usr/sbin/pgbouncer"); err == nil {
+		if p, err := exec.LookPath("/usr/sbin/" + name); err == nil {
 			return p, nil
 		}
 		return "", nil
 	}
 	p, err := exec.LookPath(flagValue)
 	if err != nil {
-		return "", fmt.Errorf("-pgbouncer: %w", err)
+		return "", fmt.Errorf("-%s: %w", name, err)
 	}
 	return p, nil
 }
 
 var pgbouncerUpRE = regexp.MustCompile(`LOG process up: (PgBouncer [^,\s]+)`)
 
-// startPgbouncer runs PgBouncer in session mode in front of primary on a
-// free loopback port, with a pool of poolSize server connections and the
-// app user's password, its files in dir (created; the caller removes it);
-// it returns once PgBouncer is up, with its version. As root it runs as the
-// postgres OS user (PgBouncer refuses root), who owns dir and must be able
-// to reach it.
-func startPgbouncer(ctx context.Context, bin, dir string, primary *pglab.Node, poolSize int) (*pgwrtProcess, string, error) {
+// startPgbouncer runs PgBouncer in session mode in front of primary on
+// addr, with a pool of poolSize server connections and the app user's
+// password, its files in dir; it returns once PgBouncer is up, with its
+// version. As root it runs as the postgres OS user (PgBouncer refuses
+// root), who is given dir and must be able to reach it: dir's parent is
+// opened to others for that (the files there stay private).
+func startPgbouncer(ctx context.Context, bin, dir, addr string, primary *pglab.Node, poolSize int) (*pgwrtProcess, string, error) {
 	cred, err := postgresCredential()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, "", err
-	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, "", err
+	if cred != nil {
+		if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+			return nil, "", err
+		}
 	}
 	host, port, _ := strings.Cut(addr, ":")
 	ini, auth := filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "userlist.txt")
@@ -1064,10 +1101,15 @@ func (r *benchReport) conditions() string {
 		rounds = 1
 	}
 	runs := "a direct and a pgwrt run back to back (direct first in odd rounds, pgwrt first in even ones)"
-	pgb := ""
-	if r.pgbouncer != "" {
-		runs = "a direct, a pgwrt and a PgBouncer run back to back, the order rotated from round to round"
-		pgb = fmt.Sprintf("; %s in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps", r.pgbouncer)
+	var notes string
+	if len(r.proxies) > 0 {
+		names := []string{"direct", "pgwrt"}
+		for _, c := range r.proxies {
+			names = append(names, c.name)
+			notes += fmt.Sprintf("; %s in %s, its ratio the median of the per-round steady-state ratios %s tps / direct tps", c.version, c.how, c.name)
+		}
+		last := len(names) - 1
+		runs = "a " + strings.Join(names[:last], ", a ") + " and a " + names[last] + " run back to back, the order rotated from round to round"
 	}
 	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; pgwrt forwarding with %s; "+
 		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
@@ -1076,8 +1118,8 @@ func (r *benchReport) conditions() string {
 		"(the fresh backends of a direct run ramp up for their first seconds, ~15 s on a small VM, while a pooler's are already warm), medians over the rounds; "+
 		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+
 		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct); "+
-		"cpu us per tx is the pooler process's user + system CPU time over a whole run divided by its transactions, median over the rounds%s",
-		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, r.engine, runtime.NumCPU(), rounds, runs, pgb)
+		"cpu us per tx is the proxy process's user + system CPU time over a whole run divided by its transactions, median over the rounds%s",
+		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, r.engine, runtime.NumCPU(), rounds, runs, notes)
 }
 
 func (r *benchReport) memory() string {
@@ -1086,11 +1128,11 @@ func (r *benchReport) memory() string {
 }
 
 // tableHeader is the columns of the text table (the markdown one spells
-// them out, mdHeader); the PgBouncer columns only when it ran.
+// them out, mdHeader); three for each comparison proxy that ran.
 func (r *benchReport) tableHeader() []string {
 	h := []string{"workload", "clients", "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio", "pgwrt_cpu_us_per_tx"}
-	if r.pgbouncer != "" {
-		h = append(h, "pgbouncer_tps", "pgbouncer_ratio", "pgbouncer_cpu_us_per_tx")
+	for _, c := range r.proxies {
+		h = append(h, c.side+"_tps", c.side+"_ratio", c.side+"_cpu_us_per_tx")
 	}
 	return append(h, "direct_lat_ms", "pgwrt_lat_ms")
 }
@@ -1098,13 +1140,14 @@ func (r *benchReport) tableHeader() []string {
 // tableRow is row's cells under tableHeader.
 func (r *benchReport) tableRow(row benchRow) []string {
 	c := []string{row.workload, strconv.Itoa(row.clients), fmt.Sprintf("%.0f", row.direct.tps), fmt.Sprintf("%.0f", row.pgwrt.tps),
-		row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text(), cpuText(row.pgwrtCPU)}
-	if r.pgbouncer != "" {
-		tps, cpu := "-", "-"
-		if row.pgbouncer != nil {
-			tps, cpu = fmt.Sprintf("%.0f", row.pgbouncer.tps), cpuText(row.pgbCPU)
+		row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText(), row.wholeRatio.text(), cpuText(row.pgwrt.cpuUS)}
+	for i := range r.proxies {
+		if i >= len(row.others) {
+			c = append(c, "-", "-", "-")
+			continue
 		}
-		c = append(c, tps, row.pgbRatio.text(), cpu)
+		o := row.others[i]
+		c = append(c, fmt.Sprintf("%.0f", o.tps), o.ratio.text(), cpuText(o.cpuUS))
 	}
 	return append(c, fmt.Sprintf("%.3f", row.direct.latencyMS), fmt.Sprintf("%.3f", row.pgwrt.latencyMS))
 }

@@ -125,7 +125,7 @@ func TestSteadyState(t *testing.T) {
 func TestBenchFlags(t *testing.T) {
 	o, err := parseBenchFlags(nil, io.Discard)
 	if err != nil || o.duration != 30*time.Second || o.scale != 10 || len(o.clients) != 2 || o.clients[1] != 32 ||
-		strings.Join(o.workloads, ",") != "select-only,tpcb-like" || o.standbys != 0 || o.rounds != 3 || o.pgbouncer != "" {
+		strings.Join(o.workloads, ",") != "select-only,tpcb-like" || o.standbys != 0 || o.rounds != 3 || o.pgbouncer != "" || o.haproxy != "" {
 		t.Fatalf("defaults = %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{
@@ -135,21 +135,36 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("parseBenchFlags(%q) accepted", bad)
 		}
 	}
-	if o, err := parseBenchFlags([]string{"-rounds", "5", "-pgbouncer", "none"}, io.Discard); err != nil || o.rounds != 5 || o.pgbouncer != "none" {
-		t.Fatalf("-rounds 5 -pgbouncer none = %+v, %v", o, err)
+	if o, err := parseBenchFlags([]string{"-rounds", "5", "-pgbouncer", "none", "-haproxy", "/x/haproxy"}, io.Discard); err != nil ||
+		o.rounds != 5 || o.pgbouncer != "none" || o.haproxy != "/x/haproxy" {
+		t.Fatalf("-rounds 5 -pgbouncer none -haproxy /x/haproxy = %+v, %v", o, err)
 	}
 }
 
-func TestFindPgbouncer(t *testing.T) {
-	if p, err := findPgbouncer("none"); p != "" || err != nil {
-		t.Errorf("findPgbouncer(none) = %q, %v", p, err)
+// TestFindProxy: -pgbouncer and -haproxy resolve alike.
+func TestFindProxy(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "proxy")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := findPgbouncer(filepath.Join(t.TempDir(), "pgbouncer")); err == nil {
-		t.Error("findPgbouncer of a missing file: no error")
+	for _, name := range []string{"pgbouncer", "haproxy"} {
+		if p, err := findProxy(name, "none"); p != "" || err != nil {
+			t.Errorf("findProxy(%s, none) = %q, %v", name, p, err)
+		}
+		if p, err := findProxy(name, exe); p != exe || err != nil {
+			t.Errorf("findProxy(%s, %s) = %q, %v", name, exe, p, err)
+		}
+		missing := filepath.Join(t.TempDir(), name)
+		if _, err := findProxy(name, missing); err == nil || !strings.HasPrefix(err.Error(), "-"+name+": ") {
+			t.Errorf("findProxy(%s) of a missing file: %v", name, err)
+		}
+		if _, err := findProxy(name, ""); err != nil {
+			t.Errorf("findProxy(%s, \"\"): %v", name, err)
+		}
 	}
-	if _, err := findPgbouncer(""); err != nil {
-		t.Errorf("findPgbouncer(\"\"): %v", err)
-	}
+}
+
+func TestPgbouncerConfig(t *testing.T) {
 	up := "2026-11-27 15:58:34.268 UTC [27423] LOG process up: PgBouncer 1.18.0, libevent 2.1.12-stable (epoll), adns: c-ares 1.18.1"
 	if m := pgbouncerUpRE.FindStringSubmatch(up); m == nil || m[1] != "PgBouncer 1.18.0" {
 		t.Errorf("pgbouncerUpRE on %q: %q", up, m)
@@ -179,6 +194,39 @@ func TestBenchMedian(t *testing.T) {
 		}
 		if !slices.Equal(in, c.xs) {
 			t.Errorf("median reordered its argument: %v", c.xs)
+		}
+	}
+}
+
+func TestHaproxyConfig(t *testing.T) {
+	cfg := haproxyConfig("127.0.0.1", 5433, "127.0.0.1:6545", 32)
+	for _, want := range []string{
+		"global\n\tmaxconn 256\n", "\nlisten postgres\n", "\tmode tcp\n", "\tbind 127.0.0.1:6545\n", "\tmaxconn 256\n",
+		"\ttimeout connect 5s\n", "\ttimeout client 1h\n", "\ttimeout server 1h\n", "\tserver primary 127.0.0.1:5433\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("haproxyConfig lacks %q:\n%s", want, cfg)
+		}
+	}
+	for _, not := range []string{"nbthread", "user", "group", "daemon"} {
+		if strings.Contains(cfg, not) {
+			t.Errorf("haproxyConfig has %q:\n%s", not, cfg)
+		}
+	}
+	if cfg := haproxyConfig("127.0.0.1", 5433, "127.0.0.1:6545", 200); !strings.Contains(cfg, "maxconn 800\n") {
+		t.Errorf("haproxyConfig for 200 clients:\n%s", cfg)
+	}
+	for line, want := range map[string]string{
+		"HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/":   "2.6.12-1+deb12u4",
+		"HA-Proxy version 2.0.33-0ubuntu0.1 2023/10/31 - https://haproxy.org/": "2.0.33-0ubuntu0.1",
+	} {
+		if m := haproxyVersionRE.FindStringSubmatch(line); m == nil || m[1] != want {
+			t.Errorf("haproxyVersionRE on %q: %q", line, m)
+		}
+	}
+	if bin, err := findProxy("haproxy", ""); err == nil && bin != "" {
+		if v, err := haproxyVersion(t.Context(), bin); err != nil || !strings.HasPrefix(v, "HAProxy ") {
+			t.Errorf("haproxyVersion(%s) = %q, %v", bin, v, err)
 		}
 	}
 }
@@ -219,12 +267,12 @@ func TestBenchRow(t *testing.T) {
 	})
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 	if row.workload != "select-only" || row.clients != 8 ||
-		row.direct != (benchResult{10000, 0.8}) || row.pgwrt != (benchResult{8000, 1.0}) || row.pgbouncer != nil ||
-		!near(row.ratio.median, 0.75) || !near(row.ratio.min, 0.70) || !near(row.ratio.max, 0.80) || row.ratio.n != 3 {
+		row.direct != (benchResult{10000, 0.8}) || row.pgwrt.benchResult != (benchResult{8000, 1.0}) || row.others != nil ||
+		!near(row.pgwrt.ratio.median, 0.75) || !near(row.pgwrt.ratio.min, 0.70) || !near(row.pgwrt.ratio.max, 0.80) || row.pgwrt.ratio.n != 3 {
 		t.Fatalf("newBenchRow = %+v", row)
 	}
-	if row.ratio.text() != "0.75" || row.ratio.rangeText() != "0.70–0.80" || row.wholeRatio.text() != "0.75" || row.pgbRatio.text() != "-" {
-		t.Errorf("ratio %q, range %q, whole %q, pgbouncer %q", row.ratio.text(), row.ratio.rangeText(), row.wholeRatio.text(), row.pgbRatio.text())
+	if row.pgwrt.ratio.text() != "0.75" || row.pgwrt.ratio.rangeText() != "0.70–0.80" || row.wholeRatio.text() != "0.75" {
+		t.Errorf("ratio %q, range %q, whole %q", row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText(), row.wholeRatio.text())
 	}
 
 	// Two rounds: medians are the means of the two.
@@ -232,28 +280,27 @@ func TestBenchRow(t *testing.T) {
 		{direct: flat(1000, 30), pgwrt: flat(600, 50)},  // 0.60
 		{direct: flat(2000, 20), pgwrt: flat(1400, 24)}, // 0.70
 	})
-	if row.direct != (benchResult{1500, 25}) || row.pgwrt != (benchResult{1000, 37}) || !near(row.ratio.median, 0.65) ||
-		row.ratio.rangeText() != "0.60–0.70" {
+	if row.direct != (benchResult{1500, 25}) || row.pgwrt.benchResult != (benchResult{1000, 37}) || !near(row.pgwrt.ratio.median, 0.65) ||
+		row.pgwrt.ratio.rangeText() != "0.60–0.70" {
 		t.Fatalf("newBenchRow, two rounds = %+v", row)
 	}
 
 	// The columns are the steady state; the whole run only makes
-	// whole_run_ratio. PgBouncer's ratio is against the same round's
-	// direct run.
+	// whole_run_ratio. A comparison proxy's ratio is against the same
+	// round's direct run.
 	ramp := func(whole, steady float64) benchRun {
 		return benchRun{whole: benchResult{whole, 8 / whole * 1000}, steady: benchResult{steady, 8 / steady * 1000}}
 	}
-	pgb := []benchRun{ramp(16000, 16000), ramp(15000, 15000), ramp(15500, 15500)}
 	row = newBenchRow("select-only", 8, []benchRound{
-		{direct: ramp(20000, 25000), pgwrt: ramp(15000, 15000), pgbouncer: &pgb[0]}, // 0.60, whole 0.75, pgbouncer 0.64
-		{direct: ramp(19000, 24000), pgwrt: ramp(15200, 15600), pgbouncer: &pgb[1]}, // 0.65, whole 0.80, pgbouncer 0.625
-		{direct: ramp(21000, 25000), pgwrt: ramp(14700, 15500), pgbouncer: &pgb[2]}, // 0.62, whole 0.70, pgbouncer 0.62
+		{direct: ramp(20000, 25000), pgwrt: ramp(15000, 15000), others: []benchRun{ramp(16000, 16000)}}, // 0.60, whole 0.75, pgbouncer 0.64
+		{direct: ramp(19000, 24000), pgwrt: ramp(15200, 15600), others: []benchRun{ramp(15000, 15000)}}, // 0.65, whole 0.80, pgbouncer 0.625
+		{direct: ramp(21000, 25000), pgwrt: ramp(14700, 15500), others: []benchRun{ramp(15500, 15500)}}, // 0.62, whole 0.70, pgbouncer 0.62
 	})
-	if row.direct.tps != 25000 || row.pgwrt.tps != 15500 || row.pgbouncer == nil || row.pgbouncer.tps != 15500 ||
+	if row.direct.tps != 25000 || row.pgwrt.tps != 15500 || len(row.others) != 1 || row.others[0].tps != 15500 ||
 		!near(row.direct.latencyMS, 8/25000.0*1000) ||
-		row.ratio.text() != "0.62" || row.ratio.rangeText() != "0.60–0.65" || row.wholeRatio.text() != "0.75" ||
-		!near(row.pgbRatio.median, 0.625) || row.pgbRatio.n != 3 {
-		t.Fatalf("newBenchRow, steady state and PgBouncer = %+v (pgbouncer %+v)", row, row.pgbouncer)
+		row.pgwrt.ratio.text() != "0.62" || row.pgwrt.ratio.rangeText() != "0.60–0.65" || row.wholeRatio.text() != "0.75" ||
+		!near(row.others[0].ratio.median, 0.625) || row.others[0].ratio.n != 3 {
+		t.Fatalf("newBenchRow, steady state and PgBouncer = %+v", row)
 	}
 
 	// A round without a direct tps gives no ratio; with none at all the
@@ -262,12 +309,12 @@ func TestBenchRow(t *testing.T) {
 		{direct: flat(0, 0), pgwrt: flat(500, 2)},
 		{direct: flat(1000, 1), pgwrt: flat(900, 1.1)},
 	})
-	if row.ratio.n != 1 || !near(row.ratio.median, 0.9) || row.ratio.rangeText() != "0.90–0.90" {
+	if row.pgwrt.ratio.n != 1 || !near(row.pgwrt.ratio.median, 0.9) || row.pgwrt.ratio.rangeText() != "0.90–0.90" {
 		t.Fatalf("newBenchRow, a round without direct tps = %+v", row)
 	}
 	row = newBenchRow("select-only", 8, []benchRound{{direct: flat(0, 0), pgwrt: flat(500, 2)}})
-	if row.ratio.text() != "-" || row.ratio.rangeText() != "-" || row.wholeRatio.text() != "-" {
-		t.Fatalf("newBenchRow, no direct tps: ratio %q, range %q", row.ratio.text(), row.ratio.rangeText())
+	if row.pgwrt.ratio.text() != "-" || row.pgwrt.ratio.rangeText() != "-" || row.wholeRatio.text() != "-" {
+		t.Fatalf("newBenchRow, no direct tps: ratio %q, range %q", row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText())
 	}
 }
 
@@ -314,18 +361,18 @@ func TestBenchMarkdown(t *testing.T) {
 	}
 
 	// With PgBouncer.
-	pgb := []benchRun{flat(8500, 0.95), flat(9600, 0.8), flat(7000, 1.2)}
-	r.pgbouncer = "PgBouncer 1.18.0"
+	r.proxies = []*comparison{testPgbouncer}
 	r.rows = []benchRow{newBenchRow("select-only", 8, []benchRound{
-		{direct: flat(10000, 0.8), pgwrt: flat(8000, 1), pgbouncer: &pgb[0]},
-		{direct: flat(12000, 0.7), pgwrt: flat(9000, 0.9), pgbouncer: &pgb[1]},
-		{direct: flat(9000, 0.9), pgwrt: flat(7470, 1.1), pgbouncer: &pgb[2]},
+		{direct: flat(10000, 0.8), pgwrt: flat(8000, 1), others: []benchRun{flat(8500, 0.95)}},
+		{direct: flat(12000, 0.7), pgwrt: flat(9000, 0.9), others: []benchRun{flat(9600, 0.8)}},
+		{direct: flat(9000, 0.9), pgwrt: flat(7470, 1.1), others: []benchRun{flat(7000, 1.2)}},
 	})}
 	md = r.markdown()
 	for _, want := range []string{
 		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgwrt cpu us per tx | pgbouncer tps | pgbouncer ratio | pgbouncer cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
 		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 8500 | 0.80 | - | 0.800 | 1.000 |",
-		"PgBouncer 1.18.0 in session mode", "the order rotated from round to round",
+		"a direct, a pgwrt and a PgBouncer run back to back, the order rotated from round to round",
+		"; PgBouncer 1.18.0 in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown with PgBouncer lacks %q:\n%s", want, md)
@@ -339,15 +386,102 @@ func TestBenchMarkdown(t *testing.T) {
 	if !strings.Contains(text.String(), "whole_run_ratio  pgwrt_cpu_us_per_tx  pgbouncer_tps  pgbouncer_ratio  pgbouncer_cpu_us_per_tx  direct_lat_ms") {
 		t.Errorf("table lacks the PgBouncer columns:\n%s", text.String())
 	}
+	if strings.Contains(md+text.String(), "haproxy") || strings.Contains(md+text.String(), "HAProxy") {
+		t.Errorf("HAProxy in the output without HAProxy:\n%s\n%s", md, text.String())
+	}
+}
+
+var (
+	testPgbouncer = &comparison{side: sidePgb, name: "PgBouncer", how: "session mode, pool as large as the clients", version: "PgBouncer 1.18.0"}
+	testHaproxy   = &comparison{side: sideHaproxy, name: "HAProxy", how: "TCP mode, no pooling, one thread per CPU", version: "HAProxy 2.6.12-1+deb12u4"}
+)
+
+// TestBenchBothProxies: PgBouncer's and HAProxy's columns side by side, in
+// the table, the markdown, the conditions and the log lines.
+func TestBenchBothProxies(t *testing.T) {
+	var pgb, hap []benchRun
+	for _, x := range [][2]float64{{8500, 0.95}, {9600, 0.8}, {7000, 1.2}} {
+		pgb = append(pgb, flat(x[0], x[1]))
+	}
+	for _, x := range [][2]float64{{9000, 0.9}, {10800, 0.7}, {8100, 1}} {
+		run := flat(x[0], x[1])
+		run.cpuUS = 20
+		hap = append(hap, run)
+	}
+	pgb[0].cpuUS, pgb[1].cpuUS, pgb[2].cpuUS = 40, 44, 42
+	rounds := []benchRound{
+		{direct: flat(10000, 0.8), pgwrt: flat(8000, 1), others: []benchRun{pgb[0], hap[0]}},   // haproxy 0.90
+		{direct: flat(12000, 0.7), pgwrt: flat(9000, 0.9), others: []benchRun{pgb[1], hap[1]}}, // haproxy 0.90
+		{direct: flat(9000, 0.9), pgwrt: flat(7470, 1.1), others: []benchRun{pgb[2], hap[2]}},  // haproxy 0.90
+	}
+	row := newBenchRow("select-only", 8, rounds)
+	if len(row.others) != 2 || row.others[0].tps != 8500 || row.others[0].cpuUS != 42 ||
+		row.others[1].tps != 9000 || row.others[1].ratio.text() != "0.90" || row.others[1].cpuUS != 20 {
+		t.Fatalf("newBenchRow with two comparison proxies = %+v", row)
+	}
+	r := &benchReport{
+		opt:     benchOptions{duration: 30 * time.Second, scale: 10, rounds: 3},
+		rows:    []benchRow{row},
+		proxies: []*comparison{testPgbouncer, testHaproxy},
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"| pgwrt cpu us per tx | pgbouncer tps | pgbouncer ratio | pgbouncer cpu us per tx | haproxy tps | haproxy ratio | haproxy cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|" +
+			strings.Repeat("--:|", 15) + "\n",
+		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 8500 | 0.80 | 42 | 9000 | 0.90 | 20 | 0.800 | 1.000 |",
+		"a direct, a pgwrt, a PgBouncer and a HAProxy run back to back, the order rotated from round to round",
+		"; PgBouncer 1.18.0 in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps" +
+			"; HAProxy 2.6.12-1+deb12u4 in TCP mode, no pooling, one thread per CPU, its ratio the median of the per-round steady-state ratios HAProxy tps / direct tps",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	var text bytes.Buffer
+	r.writeTable(&text)
+	if !strings.Contains(text.String(), "pgbouncer_cpu_us_per_tx  haproxy_tps  haproxy_ratio  haproxy_cpu_us_per_tx  direct_lat_ms") {
+		t.Errorf("table lacks the HAProxy columns:\n%s", text.String())
+	}
+	if m := benchRowRE.FindStringSubmatch(text.String()); m == nil || m[7] != "8500" || m[8] != "0.80" {
+		t.Errorf("table row does not match %s with both: %q\n%s", benchRowRE, m, text.String())
+	}
+	logs := "bench:   round 1: " + rounds[0].logText(r.proxies) + "\n"
+	if !benchRoundRE.MatchString(logs) ||
+		!strings.Contains(logs, "direct 10000, pgwrt 8000, pgbouncer 8500, haproxy 9000 tps steady; ratio 0.80, pgbouncer ratio 0.85, haproxy ratio 0.90; whole run") {
+		t.Errorf("round log line %q", logs)
+	}
+	if got := row.logText(r.proxies); !strings.HasSuffix(got, "whole-run ratio 0.80, pgbouncer ratio 0.80, haproxy ratio 0.90") ||
+		!strings.HasPrefix(got, "direct 10000, pgwrt 8000, pgbouncer 8500, haproxy 9000 tps steady") {
+		t.Errorf("row log line %q", got)
+	}
+
+	// A report with both but a row without their runs: dashes.
+	r.rows = []benchRow{newBenchRow("select-only", 8, []benchRound{{direct: flat(10000, 0.8), pgwrt: flat(8000, 1)}})}
+	if md := r.markdown(); !strings.Contains(md, "| 0.80 | - | - | - | - | - | - | - | 0.800 | 1.000 |") {
+		t.Errorf("markdown row without the proxies' runs:\n%s", md)
+	}
+
+	// Neither: no comparison columns, the two-run rounds.
+	r.proxies = nil
+	md = r.markdown()
+	if strings.Contains(strings.ToLower(md), "pgbouncer") || strings.Contains(strings.ToLower(md), "haproxy") ||
+		!strings.Contains(md, "| pgwrt cpu us per tx | direct latency ms | pgwrt latency ms |") ||
+		!strings.Contains(md, "a direct and a pgwrt run back to back (direct first in odd rounds, pgwrt first in even ones)") {
+		t.Errorf("markdown without comparison proxies:\n%s", md)
+	}
+	if got := rounds[0].logText(nil); strings.Contains(got, "pgbouncer") || strings.Contains(got, "haproxy") {
+		t.Errorf("round log line without proxies %q", got)
+	}
 }
 
 // benchRowRE matches a select-only row at 8 clients in the text table:
-// direct tps, pgwrt tps, ratio, ratio range, whole-run ratio, PgBouncer tps
-// and ratio when there, two latencies.
-var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+([0-9.]+)\s+(?:\d+|-)(?:\s+(\d+)\s+([0-9.]+)\s+(?:\d+|-))?\s+[0-9]+\.[0-9]+\s+[0-9]+\.[0-9]+`)
+// direct tps, pgwrt tps, ratio, ratio range, whole-run ratio, the first
+// comparison proxy's tps and ratio when there (any further ones' skipped),
+// two latencies.
+var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)–([0-9.]+)\s+([0-9.]+)\s+(?:\d+|-)(?:\s+(\d+)\s+([0-9.]+)\s+(?:\d+|-))?(?:\s+\d+\s+[0-9.]+\s+(?:\d+|-))*\s+[0-9]+\.[0-9]+\s+[0-9]+\.[0-9]+`)
 
 // benchRoundRE matches a round's log line.
-var benchRoundRE = regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+(, pgbouncer \d+)? tps steady; ratio [0-9.]+(, pgbouncer ratio [0-9.]+)?; whole run direct \d+, pgwrt \d+, ratio [0-9.]+$`)
+var benchRoundRE = regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+(, [a-z]+ \d+)* tps steady; ratio [0-9.]+(, [a-z]+ ratio [0-9.]+)*; whole run direct \d+, pgwrt \d+, ratio [0-9.]+$`)
 
 // TestBench runs the real thing, shortened: one workload, one client count,
 // 2 seconds, scale 1.
@@ -405,7 +539,7 @@ func TestBenchCPU(t *testing.T) {
 	a, b := flat(10000, 1), flat(8000, 1)
 	a.cpuUS, b.cpuUS = 0, 31
 	row := newBenchRow("select-only", 32, []benchRound{{direct: a, pgwrt: b}})
-	if row.pgwrtCPU != 31 || cpuText(row.pgwrtCPU) != "31" || cpuText(0) != "-" {
-		t.Errorf("pgwrt CPU %v %q", row.pgwrtCPU, cpuText(row.pgwrtCPU))
+	if row.pgwrt.cpuUS != 31 || cpuText(row.pgwrt.cpuUS) != "31" || cpuText(0) != "-" {
+		t.Errorf("pgwrt CPU %v %q", row.pgwrt.cpuUS, cpuText(row.pgwrt.cpuUS))
 	}
 }
