@@ -1109,11 +1109,11 @@ func (r *benchReport) conditions() string {
 			notes += fmt.Sprintf("; %s in %s, its ratio the median of the per-round steady-state ratios %s tps / direct tps", c.version, c.how, c.name)
 		}
 		last := len(names) - 1
-		runs = "a " + strings.Join(names[:last], ", a ") + " and a " + names[last] + " run back to back, the order rotated from round to round"
+		runs = "one run per side (" + strings.Join(names[:last], ", ") + " and " + names[last] + ") back to back, the order rotated from round to round"
 	}
 	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; pgwrt forwarding with %s; "+
 		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
-		"%d rounds per row, each %s; "+
+		"%d rounds per row, each round %s; "+
 		"tps and latency are steady state, the mean of pgbench's per-second progress over the second half of each run "+
 		"(the fresh backends of a direct run ramp up for their first seconds, ~15 s on a small VM, while a pooler's are already warm), medians over the rounds; "+
 		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+

@@ -371,7 +371,7 @@ func TestBenchMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| workload | clients | direct tps | pgwrt tps | ratio | ratio range | whole-run ratio | pgwrt cpu us per tx | pgbouncer tps | pgbouncer ratio | pgbouncer cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
 		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 8500 | 0.80 | - | 0.800 | 1.000 |",
-		"a direct, a pgwrt and a PgBouncer run back to back, the order rotated from round to round",
+		"one run per side (direct, pgwrt and PgBouncer) back to back, the order rotated from round to round",
 		"; PgBouncer 1.18.0 in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps",
 	} {
 		if !strings.Contains(md, want) {
@@ -429,7 +429,7 @@ func TestBenchBothProxies(t *testing.T) {
 		"| pgwrt cpu us per tx | pgbouncer tps | pgbouncer ratio | pgbouncer cpu us per tx | haproxy tps | haproxy ratio | haproxy cpu us per tx | direct latency ms | pgwrt latency ms |\n|---|" +
 			strings.Repeat("--:|", 15) + "\n",
 		"| select-only | 8 | 10000 | 8000 | 0.80 | 0.75–0.83 | 0.80 | - | 8500 | 0.80 | 42 | 9000 | 0.90 | 20 | 0.800 | 1.000 |",
-		"a direct, a pgwrt, a PgBouncer and a HAProxy run back to back, the order rotated from round to round",
+		"one run per side (direct, pgwrt, PgBouncer and HAProxy) back to back, the order rotated from round to round",
 		"; PgBouncer 1.18.0 in session mode, pool as large as the clients, its ratio the median of the per-round steady-state ratios PgBouncer tps / direct tps" +
 			"; HAProxy 2.6.12-1+deb12u4 in TCP mode, no pooling, one thread per CPU, its ratio the median of the per-round steady-state ratios HAProxy tps / direct tps",
 	} {

@@ -46,7 +46,7 @@ const usage = `usage:
   pgwrt-lab promote|stop|start|kill|freeze|thaw [-dir DIR] NODE
   pgwrt-lab follow [-dir DIR] NODE PRIMARY
   pgwrt-lab down [-dir DIR]
-  pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3] [-pgbouncer PATH|none] [-out FILE.md]
+  pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10] [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3] [-pgbouncer PATH|none] [-haproxy PATH|none] [-out FILE.md]
   pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]
   pgwrt-lab failover-report [-clients 10] [-etcd-outage 60s] [-freeze 20s] [-only NAME,...] [-out FILE.md] [-keep] [-v]`
 
