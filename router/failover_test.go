@@ -270,8 +270,8 @@ func TestFailoverTwoWritableNoEvidence(t *testing.T) {
 		sleep(10 * time.Millisecond)
 	}
 	if tp := tr.Topology(); tp.Epoch != epoch || !tp.Nodes[2].Up {
-		o.Fail("pg2 missed a check (down after %s, back after %s): the router left pg0 (epoch %d -> %d, primary %v, pg2 up %v)",
-			downAfter.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond), epoch, tp.Epoch, tp.PrimaryNode() != nil && tp.PrimaryNode().Name == pg0.Name, tp.Nodes[2].Up)
+		o.Fail("pg2 missed a check (down after %s, back after %s): the router left pg0 (epoch %d -> %d, now routing to %q, pg2 up %v)",
+			downAfter.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond), epoch, tp.Epoch, env.Pooler.Primary(), tp.Nodes[2].Up)
 	} else {
 		o.Note("pg2 missed a check (down after %s, streaming again after %s); the router stayed on pg0", downAfter.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond))
 	}

@@ -53,7 +53,8 @@ type NodeState struct {
 	// streaming from as a standby, at seenAt. They outlive a failed check
 	// or a WAL receiver that is reconnecting for evidenceGrace, so one
 	// missed answer from a standby does not hand the choice between two
-	// writable nodes to the timeline rule.
+	// writable nodes to the timeline rule. reportUp sets them and forgets
+	// them when the node answers as a primary, so they are empty on one.
 	seenHost string
 	seenPort int
 	seenAt   time.Time
@@ -180,7 +181,6 @@ func streamsFrom(s, primary *NodeState, now time.Time, grace time.Duration) evid
 		if sameSender(s.UpstreamHost, s.UpstreamPort, primary) {
 			return evidenceNow
 		}
-	case s.Up && s.Role == RolePrimary:
 	case s.seenHost != "" && now.Sub(s.seenAt) <= grace:
 		if sameSender(s.seenHost, s.seenPort, primary) {
 			return evidenceSeen
@@ -207,7 +207,6 @@ func nodesText(nodes []NodeState, now time.Time) string {
 		switch {
 		case n.Up && n.UpstreamHost != "":
 			b = fmt.Appendf(b, "<-%s:%d", n.UpstreamHost, n.UpstreamPort)
-		case n.Up && n.Role == RolePrimary:
 		case n.seenHost != "":
 			b = fmt.Appendf(b, "(was<-%s:%d %s ago)", n.seenHost, n.seenPort, now.Sub(n.seenAt).Round(time.Millisecond))
 		}
