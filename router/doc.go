@@ -15,7 +15,8 @@
 //     sockets through the slot buffers: on an io_uring ring (a receive kept
 //     posted on each socket, one io_uring_enter per turn) where the kernel
 //     allows it, else waiting in epoll_wait (each loop's thread asks
-//     for a short scheduler slice: sched_linux.go); elsewhere, two copier
+//     for a short scheduler slice while many sessions are busy on it:
+//     sched_linux.go); elsewhere, two copier
 //     goroutines per session. All follow message boundaries (framer)
 //     without decoding bodies; io_engine picks one.
 //   - backend (backend.go, tcp.go): dial with keepalive and

@@ -50,7 +50,7 @@ type fwdLoop interface {
 	add(*pipe)        // on the loop: start forwarding p
 	close()
 	failed() bool
-	timeSlice() time.Duration // the loop thread's scheduler slice; 0: the kernel's default
+	timeSlice() time.Duration // the slice the loop thread asks for while busy; 0: always the kernel's default
 }
 
 // loopCount is how many event loops forward: one per two CPUs. One loop
@@ -63,6 +63,16 @@ func loopCount() int {
 	}
 	if n > 4 {
 		n = 4
+	}
+	return n
+}
+
+// cpusPerLoop is how many CPUs each loop has to itself, for its slice
+// governor's thresholds.
+func cpusPerLoop() int {
+	n := runtime.GOMAXPROCS(0) / loopCount()
+	if n < 1 {
+		n = 1
 	}
 	return n
 }
@@ -125,7 +135,7 @@ func (e *evloops) start(r *Router) []fwdLoop {
 
 func sliceText(l fwdLoop) string {
 	if d := l.timeSlice(); d > 0 {
-		return d.String()
+		return fmt.Sprintf("%v above %d busy sessions", d, loopSliceOn*cpusPerLoop())
 	}
 	return "default"
 }
@@ -198,6 +208,7 @@ type evloop struct {
 
 	dead     atomic.Bool // the loop has exited
 	finished chan struct{}
+	gov      sliceGovernor
 	slice    time.Duration // set before the loop is handed out
 }
 
@@ -235,16 +246,17 @@ func (l *evloop) close() {
 }
 
 func (l *evloop) run(ready chan<- struct{}) {
-	// The thread keeps the short slice asked for below, so it is the
+	// The thread keeps the slice its governor asks for, so it is the
 	// loop's alone and exits with it.
 	runtime.LockOSThread()
-	l.slice = askShortSlice()
+	lastYield := time.Now()
+	l.gov.start(cpusPerLoop(), lastYield)
+	l.slice = l.gov.slice()
 	close(ready)
 	defer close(l.finished)
 	defer l.dead.Store(true)
 	events := make([]unix.EpollEvent, 128)
 	var posted []func()
-	lastYield := time.Now()
 	for !l.stop {
 		// Yield every few milliseconds. A goroutine that never
 		// reschedules keeps its P's schedule tick still, and after 10 ms
@@ -252,10 +264,12 @@ func (l *evloop) run(ready chan<- struct{}) {
 		// in, then polls every 20 µs: measured, that was a tenth of
 		// pgwrt's CPU under load. Yielding every batch instead wakes
 		// other threads (futex) as often.
-		if now := time.Now(); now.Sub(lastYield) > 5*time.Millisecond {
+		now := time.Now()
+		if now.Sub(lastYield) > 5*time.Millisecond {
 			runtime.Gosched()
 			lastYield = now
 		}
+		l.gov.tick(now)
 		// A blocking epoll_wait measured cheaper than parking in Go's
 		// netpoller (with the epoll descriptor registered there) and than
 		// raw non-blocking polls: per query, waking a parked goroutine
@@ -306,6 +320,9 @@ func (l *evloop) run(ready chan<- struct{}) {
 
 // dispatch hands an event to its pipe.
 func (l *evloop) dispatch(p *pipe, fd int, ev uint32) {
+	if fd == p.cfd && ev&unix.EPOLLIN != 0 {
+		l.gov.touch(&p.busyWin)
+	}
 	defer p.survive()
 	p.event(fd, ev)
 }
@@ -428,6 +445,7 @@ type pipe struct {
 	err           error
 	clientAtBound bool // the client stream ends on a message boundary
 	done          chan struct{}
+	busyWin       uint32 // the loop's slice window in which the client last sent
 
 	// io_uring only
 	id   uint32 // index in the loop, in each operation's user data

@@ -246,26 +246,49 @@ func TestLoopSlice(t *testing.T) {
 	}
 	defer ep.close()
 	loops := map[string]fwdLoop{"epoll": ep}
+	govs := map[string]*sliceGovernor{"epoll": &ep.gov}
 	if uringUsable() == nil {
-		loops["io_uring"] = testUrloop(t, 8)
+		ul := testUrloop(t, 8)
+		loops["io_uring"], govs["io_uring"] = ul, &ul.gov
+	}
+	// On the loop's thread, in one go so the loop's own windows cannot
+	// come between: the slice its thread holds after the governor closes
+	// a window with each count of busy sessions.
+	held := func(l fwdLoop, g *sliceGovernor, counts ...int) []time.Duration {
+		got := make(chan []time.Duration, 1)
+		l.post(func() {
+			var ds []time.Duration
+			for _, busy := range counts {
+				for i := 0; i < busy; i++ {
+					var seen uint32
+					g.touch(&seen)
+				}
+				g.tick(g.end)
+				a, err := unix.SchedGetAttr(0, 0)
+				if err != nil {
+					t.Error(err)
+				}
+				ds = append(ds, time.Duration(a.Runtime))
+			}
+			got <- ds
+		})
+		return <-got
 	}
 	for name, l := range loops {
+		g := govs[name]
 		if got := l.timeSlice(); got != want {
 			t.Errorf("%s: slice %v, want %v (kernel %d.%d)", name, got, want, major, minor)
 		}
-		// What the loop's thread holds, read on that thread.
-		got := make(chan time.Duration, 1)
-		l.post(func() {
-			a, err := unix.SchedGetAttr(0, 0)
-			if err != nil {
-				t.Error(err)
-				got <- 0
-				return
+		if want == 0 {
+			continue
+		}
+		counts := []int{0, g.on, g.off + 1, g.off}
+		shortNow := []bool{false, true, true, false} // the last two: kept between the thresholds, then given back
+		for i, d := range held(l, g, counts...) {
+			if (d == loopSlice) != shortNow[i] {
+				t.Errorf("%s: after a window with %d busy sessions the loop thread's slice is %v; want the short one (%v): %v",
+					name, counts[i], d, loopSlice, shortNow[i])
 			}
-			got <- time.Duration(a.Runtime)
-		})
-		if d := <-got; want != 0 && d != want {
-			t.Errorf("%s: loop thread's slice %v, want %v", name, d, want)
 		}
 	}
 	// The test's own thread keeps the kernel's default.
@@ -273,5 +296,55 @@ func TestLoopSlice(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	if a, err := unix.SchedGetAttr(0, 0); err == nil && want != 0 && time.Duration(a.Runtime) == loopSlice {
 		t.Errorf("a thread that is not a loop's has the loop's slice")
+	}
+}
+
+// The governor counts each session once per window and switches with a
+// gap between its thresholds, so a load at the edge does not flap.
+func TestSliceGovernor(t *testing.T) {
+	var g sliceGovernor
+	now := time.Now()
+	g.start(2, now)
+	g.usable = false // decisions only; TestLoopSlice covers the thread
+	if g.on != 2*loopSliceOn || g.off != 2*loopSliceOff {
+		t.Fatalf("thresholds %d/%d for two CPUs", g.on, g.off)
+	}
+	seen := make([]uint32, 40)
+	for i := 0; i < 10; i++ {
+		for j := range seen[:5] {
+			g.touch(&seen[j]) // the same five sessions, many messages
+		}
+	}
+	if g.busy != 5 {
+		t.Fatalf("five sessions counted as %d busy", g.busy)
+	}
+	g.tick(now.Add(loopSliceWindow / 2))
+	if g.busy != 5 || g.window != 1 {
+		t.Fatalf("the window closed early")
+	}
+	g.tick(now.Add(loopSliceWindow))
+	if g.busy != 0 || g.window != 2 {
+		t.Fatalf("the window did not close: busy %d, window %d", g.busy, g.window)
+	}
+	for _, c := range []struct {
+		short bool
+		busy  int
+		want  bool
+	}{
+		{false, 0, false},
+		{false, 8, false},
+		{false, 14, false},
+		{false, 16, true},
+		{false, 32, true},
+		{true, 32, true},
+		{true, 14, true},
+		{true, 13, true},
+		{true, 12, false},
+		{true, 8, false},
+	} {
+		g.short = c.short
+		if got := g.want(c.busy); got != c.want {
+			t.Errorf("holding short=%v, %d busy: want short=%v, got %v", c.short, c.busy, c.want, got)
+		}
 	}
 }

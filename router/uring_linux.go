@@ -283,6 +283,7 @@ type urloop struct {
 	broken   error // the ring failed; pipes added now end at once
 	dead     atomic.Bool
 	finished chan struct{}
+	gov      sliceGovernor
 	slice    time.Duration // set before the loop is handed out
 }
 
@@ -331,17 +332,20 @@ func (l *urloop) run(ready chan<- error) {
 		ready <- err
 		return
 	}
-	l.slice = askShortSlice()
+	lastYield := time.Now()
+	l.gov.start(cpusPerLoop(), lastYield)
+	l.slice = l.gov.slice()
 	ready <- nil
 	l.armWake()
-	lastYield := time.Now()
 	for l.waking {
 		// See evloop.run: without a yield every few milliseconds sysmon
 		// keeps taking the loop's P at each system call.
-		if now := time.Now(); now.Sub(lastYield) > 5*time.Millisecond {
+		now := time.Now()
+		if now.Sub(lastYield) > 5*time.Millisecond {
 			runtime.Gosched()
 			lastYield = now
 		}
+		l.gov.tick(now)
 		if err := l.ring.enter(1); err != nil && !transient(err) {
 			l.fail(os.NewSyscallError("io_uring_enter", err))
 			return
@@ -429,6 +433,9 @@ func (l *urloop) complete(ud uint64, res int32) {
 		return // cannot happen: an index is freed only when nothing is in flight
 	}
 	p := l.pipes[id]
+	if op == opCRecv {
+		l.gov.touch(&p.busyWin)
+	}
 	defer p.survive()
 	p.completion(op, res)
 }
