@@ -484,7 +484,11 @@ var benchRowRE = regexp.MustCompile(`select-only\s+8\s+(\d+)\s+(\d+)\s+([0-9.]+)
 var benchRoundRE = regexp.MustCompile(`(?m)^bench:   round \d: direct \d+, pgwrt \d+(, [a-z]+ \d+)* tps steady; ratio [0-9.]+(, [a-z]+ ratio [0-9.]+)*; whole run direct \d+, pgwrt \d+, ratio [0-9.]+$`)
 
 // TestBench runs the real thing, shortened: one workload, one client count,
-// 2 seconds, scale 1.
+// 4 seconds, scale 1. pgbench's -T includes connecting (behind a relay
+// that delays each connection 3 s, -T 2 ends with no transaction and no
+// progress line). With 2 seconds, one CI run, its machine busy with other
+// packages' clusters, got exactly that through pgwrt: logging 8 fresh
+// sessions in took the whole run.
 func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and pgbench")
@@ -494,7 +498,7 @@ func TestBench(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "bench.md")
 	var stdout, stderr bytes.Buffer
-	err := run([]string{"bench", "-T", "2s", "-scale", "1", "-workloads", "select-only", "-clients", "8", "-rounds", "2", "-out", out}, &stdout, &stderr)
+	err := run([]string{"bench", "-T", "4s", "-scale", "1", "-workloads", "select-only", "-clients", "8", "-rounds", "2", "-out", out}, &stdout, &stderr)
 	t.Logf("stdout:\n%s", stdout.String())
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
