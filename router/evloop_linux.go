@@ -208,8 +208,7 @@ type evloop struct {
 
 	dead     atomic.Bool // the loop has exited
 	finished chan struct{}
-	gov      sliceGovernor
-	slice    time.Duration // set before the loop is handed out
+	gov      sliceGovernor // usable is set before the loop is handed out; the rest is the loop's
 }
 
 func newEvloop() (*evloop, error) {
@@ -238,7 +237,7 @@ func newEvloop() (*evloop, error) {
 
 func (l *evloop) failed() bool { return l.dead.Load() }
 
-func (l *evloop) timeSlice() time.Duration { return l.slice }
+func (l *evloop) timeSlice() time.Duration { return l.gov.slice() }
 
 func (l *evloop) close() {
 	l.post(func() { l.stop = true })
@@ -251,7 +250,6 @@ func (l *evloop) run(ready chan<- struct{}) {
 	runtime.LockOSThread()
 	lastYield := time.Now()
 	l.gov.start(cpusPerLoop(), lastYield)
-	l.slice = l.gov.slice()
 	close(ready)
 	defer close(l.finished)
 	defer l.dead.Store(true)

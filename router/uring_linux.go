@@ -283,8 +283,7 @@ type urloop struct {
 	broken   error // the ring failed; pipes added now end at once
 	dead     atomic.Bool
 	finished chan struct{}
-	gov      sliceGovernor
-	slice    time.Duration // set before the loop is handed out
+	gov      sliceGovernor // usable is set before the loop is handed out; the rest is the loop's
 }
 
 // ringEntries is the submission queue size: room for four operations of
@@ -314,7 +313,7 @@ func newUrloopSize(entries uint32) (*urloop, error) {
 
 func (l *urloop) failed() bool { return l.dead.Load() }
 
-func (l *urloop) timeSlice() time.Duration { return l.slice }
+func (l *urloop) timeSlice() time.Duration { return l.gov.slice() }
 
 func (l *urloop) close() {
 	l.post(func() { l.stop = true })
@@ -334,7 +333,6 @@ func (l *urloop) run(ready chan<- error) {
 	}
 	lastYield := time.Now()
 	l.gov.start(cpusPerLoop(), lastYield)
-	l.slice = l.gov.slice()
 	ready <- nil
 	l.armWake()
 	for l.waking {
