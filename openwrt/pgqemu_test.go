@@ -1,7 +1,7 @@
 package openwrt
 
 // The router builds of ./cmd/pgwrt, run under qemu-user, in front of a real
-// PostgreSQL 15 primary + standby (cmd/pgwrt-lab/pglab), with pgx as the client:
+// PostgreSQL 15 primary + standby (internal/pglab), with pgx as the client:
 // what runs on a big-endian MIPS router must pass the same traffic as the
 // native build.
 
@@ -26,7 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 // routerPGArches are the builds run against PostgreSQL: both MIPS byte

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/ledger"
-	"pgwrt/cmd/pgwrt-lab/patronilab"
 	"pgwrt/config"
+	"pgwrt/internal/ledger"
+	"pgwrt/internal/patronilab"
 )
 
 // patroniConfig is a router config in front of a Patroni lab. The health

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/ledger"
-	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
+	"pgwrt/internal/ledger"
+	"pgwrt/internal/pglab"
 )
 
 // The failover contract (design §5, issue 3) on plain streaming replication:

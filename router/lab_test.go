@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
+	"pgwrt/internal/pglab"
 )
 
 // labConfig is a config for a router in front of c.

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/ledger"
-	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
+	"pgwrt/internal/ledger"
+	"pgwrt/internal/pglab"
 )
 
 // failoverConfig tunes a lab config for ledger loads: room for every

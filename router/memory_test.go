@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 	"pgwrt/router/wire"
 )
 

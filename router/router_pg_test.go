@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
+	"pgwrt/internal/pglab"
 )
 
 var (

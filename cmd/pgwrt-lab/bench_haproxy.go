@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 // haproxyVersionRE reads the first line of `haproxy -v`, "HAProxy version

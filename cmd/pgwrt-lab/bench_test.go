@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 // Output of PostgreSQL 15's pgbench.

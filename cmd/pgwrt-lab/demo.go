@@ -7,11 +7,11 @@ package main
 // The steps, each printed with the time since the start:
 //
 //  1. build pgwrt (unless -pgwrt names a binary);
-//  2. start a Patroni cluster (cmd/pgwrt-lab/patronilab), or with -plain or
+//  2. start a Patroni cluster (internal/patronilab), or with -plain or
 //     without Patroni/etcd installed, plain streaming replication
-//     (cmd/pgwrt-lab/pglab);
+//     (internal/pglab);
 //  3. start pgwrt with a config naming the three nodes; SHOW POOL_NODES;
-//  4. start the ledger load (cmd/pgwrt-lab/ledger): session clients and
+//  4. start the ledger load (internal/ledger): session clients and
 //     reconnect clients, one row every 50 ms each, through pgwrt;
 //  5. switch over to a standby; a watcher on every node tells when the new
 //     primary accepts writes; keep the load going, SHOW POOL_NODES again;
@@ -43,9 +43,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"pgwrt/cmd/pgwrt-lab/ledger"
-	"pgwrt/cmd/pgwrt-lab/patronilab"
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/ledger"
+	"pgwrt/internal/patronilab"
+	"pgwrt/internal/pglab"
 )
 
 const demoUsage = `usage: pgwrt-lab demo [-pgwrt PATH] [-plain] [-before 5s] [-after 8s] [-session 10] [-reconnect 5] [-v]`

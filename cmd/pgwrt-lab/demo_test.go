@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
 	"pgwrt/config"
+	"pgwrt/internal/pglab"
 )
 
 func TestDemoFlags(t *testing.T) {

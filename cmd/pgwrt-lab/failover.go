@@ -20,9 +20,9 @@ import (
 	"syscall"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/ledger"
-	"pgwrt/cmd/pgwrt-lab/patronilab"
 	"pgwrt/config"
+	"pgwrt/internal/ledger"
+	"pgwrt/internal/patronilab"
 	"pgwrt/router"
 )
 

@@ -30,7 +30,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 func main() {

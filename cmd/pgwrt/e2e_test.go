@@ -1,7 +1,7 @@
 package main
 
 // End-to-end tests: the pgwrt binary, built once, runs as a subprocess in
-// front of a real PostgreSQL 15 primary + standby (cmd/pgwrt-lab/pglab), and
+// front of a real PostgreSQL 15 primary + standby (internal/pglab), and
 // real clients (psql, pgbench, pgx) talk to it.
 
 import (
@@ -27,7 +27,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 var (

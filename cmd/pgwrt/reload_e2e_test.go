@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/pglab"
+	"pgwrt/internal/pglab"
 )
 
 // waitLog waits until the daemon's log matches re.

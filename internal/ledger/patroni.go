@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"pgwrt/cmd/pgwrt-lab/patronilab"
+	"pgwrt/internal/patronilab"
 )
 
 // Patroni runs the failover scenarios of issue 3 on a patronilab cluster.
