@@ -61,7 +61,10 @@ type loginParams struct {
 	params   map[string]string
 	password string
 	havePW   bool
-	relay    authRelay // may be nil
+	// fromClient: password is what the client typed (hba password); a
+	// backend that accepts it vouches for it (rememberPassword).
+	fromClient bool
+	relay      authRelay // may be nil
 }
 
 // dialBackend connects to addr and logs in. Errors from PostgreSQL are

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"net"
 	"net/netip"
@@ -184,35 +183,9 @@ func (s *session) setBackend(b *backend) {
 // forwards until one side leaves. The returned error goes to the client.
 func (s *session) serve(cfg *config.Config) error {
 	r := s.r
-	method := "reject"
-	for _, rule := range cfg.EffectiveHBA() {
-		if rule.Matches(s.db, s.user, s.remote) {
-			method = rule.Method
-			break
-		}
-	}
-	lp := loginParams{keys: s.st.Keys, params: s.st.Params}
-	allowIdle := true
-	switch method {
-	case "reject":
-		r.log.Info("client rejected by hba", "remote", s.remote.String(), "user", s.user, "database", s.db)
-		return errorf(codeAuthRejected, "pgwrt: no hba rule allows host %q, user %q, database %q", s.remote.String(), s.user, s.db)
-	case "password":
-		pw, err := s.askPassword()
-		if err != nil {
-			return err
-		}
-		lp.password, lp.havePW = pw, true
-		allowIdle = r.verifiedPassword(s.user, pw)
-	case "trust":
-		for _, u := range cfg.Users {
-			if u.Name == s.user {
-				lp.password, lp.havePW = u.Password, true
-			}
-		}
-		if !lp.havePW {
-			lp.relay = s.relayAuth
-		}
+	lp, allowIdle, err := s.authenticate(cfg)
+	if err != nil {
+		return err
 	}
 
 	// Holding for a primary can take failover_wait: no client deadline
@@ -224,7 +197,7 @@ func (s *session) serve(cfg *config.Config) error {
 		if err != nil {
 			return err
 		}
-		if method == "password" && fresh {
+		if lp.fromClient && fresh {
 			r.rememberPassword(s.user, lp.password)
 		}
 		s.setBackend(b)
@@ -254,52 +227,6 @@ func (s *session) serve(cfg *config.Config) error {
 	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
 	r.release(be, reusable)
 	return nil
-}
-
-func (s *session) askPassword() (string, error) {
-	if _, err := s.conn.Write(wire.AppendAuthCleartext(nil)); err != nil {
-		return "", err
-	}
-	rd := wire.Reader{R: s.conn, Max: 1024}
-	m, err := rd.Read()
-	if err != nil {
-		if errors.Is(err, wire.ErrMalformed) {
-			return "", errorf(codeProtocol, "pgwrt: invalid password packet")
-		}
-		return "", err
-	}
-	if m.Type != 'p' {
-		return "", errorf(codeProtocol, "pgwrt: expected a password message")
-	}
-	pw, _, ok := wire.CString(m.Body)
-	if !ok || pw == "" {
-		return "", errorf(codeAuthFailed, "pgwrt: empty password for user %q", s.user)
-	}
-	return pw, nil
-}
-
-// relayAuth passes a backend's authentication request to the client and
-// returns its answer (method trust without a stored password).
-func (s *session) relayAuth(typ byte, body []byte) ([]byte, error) {
-	s.conn.SetDeadline(time.Now().Add(clientLoginTimeout))
-	defer s.conn.SetDeadline(time.Time{})
-	msg, st := wire.Begin(nil, typ)
-	msg = append(msg, body...)
-	if _, err := s.conn.Write(wire.Finish(msg, st)); err != nil {
-		return nil, err
-	}
-	if len(body) >= 4 && body[3] == 12 { // SASLFinal expects no answer
-		return nil, nil
-	}
-	rd := wire.Reader{R: s.conn, Max: 8192}
-	m, err := rd.Read()
-	if err != nil {
-		return nil, err
-	}
-	if m.Type != 'p' {
-		return nil, errorf(codeProtocol, "pgwrt: expected an authentication response")
-	}
-	return append([]byte(nil), m.Body...), nil
 }
 
 // acquireBackend finds the primary (holding the client up to failover_wait
@@ -525,40 +452,4 @@ func (s *session) resetBackend(be *backend, status byte) bool {
 		}
 	}
 	return true
-}
-
-// Password verification for reuse of pooled connections: a client may take
-// an idle backend logged in by someone else only if its password is one the
-// backend accepted for that user. Only a salted hash is kept.
-func (r *Router) passwordHash(user, pw string) [32]byte {
-	h := sha256.New()
-	h.Write(r.pepper[:])
-	h.Write([]byte(user))
-	h.Write([]byte{0})
-	h.Write([]byte(pw))
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
-
-const verifiedTTL = time.Hour
-
-type verified struct {
-	hash [32]byte
-	at   time.Time
-}
-
-func (r *Router) verifiedPassword(user, pw string) bool {
-	h := r.passwordHash(user, pw)
-	r.vmu.Lock()
-	defer r.vmu.Unlock()
-	v, ok := r.verified[user]
-	return ok && v.hash == h && time.Since(v.at) < verifiedTTL
-}
-
-func (r *Router) rememberPassword(user, pw string) {
-	h := r.passwordHash(user, pw)
-	r.vmu.Lock()
-	r.verified[user] = verified{hash: h, at: time.Now()}
-	r.vmu.Unlock()
 }

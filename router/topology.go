@@ -236,3 +236,131 @@ func isLoopbackName(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
+
+// reportUp records a successful check.
+func (r *Router) reportUp(name string, st NodeState, began time.Time) {
+	r.topoMu.Lock()
+	defer r.topoMu.Unlock()
+	n := r.nodeLocked(name)
+	if n == nil {
+		return // removed by a reload
+	}
+	now := time.Now()
+	if !n.Up || n.Role != st.Role {
+		r.log.Info("node state changed", "node", n.Name, "up", true, "role", st.Role.String(), "was_up", n.Up, "was_role", n.Role.String())
+		n.LastChange = now
+	}
+	n.Up, n.Role = true, st.Role
+	n.LSN, n.ReceiveLSN, n.Timeline = st.LSN, st.ReceiveLSN, st.Timeline
+	n.UpstreamHost, n.UpstreamPort = st.UpstreamHost, st.UpstreamPort
+	switch {
+	case st.Role == RoleStandby && st.UpstreamHost != "":
+		n.seenHost, n.seenPort, n.seenAt = st.UpstreamHost, st.UpstreamPort, now
+	case st.Role == RolePrimary:
+		n.seenHost, n.seenPort = "", 0
+	}
+	n.LastCheck = now
+	n.LastError = ""
+	if n.Suspect && began.After(n.suspectAt) {
+		n.Suspect = false
+	}
+	r.publishLocked()
+}
+
+// suspect marks a node whose backend connection just broke; see
+// NodeState.Suspect.
+func (r *Router) suspect(name string) {
+	r.topoMu.Lock()
+	if n := r.nodeLocked(name); n != nil && n.Up {
+		n.Suspect = true
+		n.suspectAt = time.Now()
+		r.publishLocked()
+	}
+	r.topoMu.Unlock()
+}
+
+// reportDown records a failed check; down says whether the node now counts as
+// down (definitive failure or retries used up).
+func (r *Router) reportDown(name string, err error, down bool) {
+	r.topoMu.Lock()
+	defer r.topoMu.Unlock()
+	n := r.nodeLocked(name)
+	if n == nil {
+		return
+	}
+	n.LastCheck = time.Now()
+	n.LastError = err.Error()
+	if down && n.Up {
+		r.log.Warn("node down", "node", n.Name, "role", n.Role.String(), "error", err)
+		n.Up = false
+		n.Suspect = false
+		n.Role = RoleUnknown
+		n.LastChange = time.Now()
+	} else if !down {
+		r.log.Info("health check failed", "node", n.Name, "error", err)
+	}
+	r.publishLocked()
+}
+
+func (r *Router) nodeLocked(name string) *NodeState {
+	for i := range r.nodes {
+		if r.nodes[i].Name == name {
+			return &r.nodes[i]
+		}
+	}
+	return nil
+}
+
+// publishLocked builds and swaps in a new snapshot. Caller holds topoMu.
+func (r *Router) publishLocked() {
+	old := r.topo.Load()
+	nodes := make([]NodeState, len(r.nodes))
+	copy(nodes, r.nodes)
+	var plsn uint64
+	cfg := r.config()
+	now := time.Now()
+	prim, alarm, why := choosePrimary(nodes, now, evidenceGrace(cfg.HealthCheckTimeout.D(), cfg.HealthCheckPeriod.D()))
+	if prim >= 0 {
+		plsn = nodes[prim].LSN
+	}
+	for i := range nodes {
+		nodes[i].LagBytes = -1
+		if prim >= 0 && nodes[i].Up && nodes[i].Role == RoleStandby && plsn >= nodes[i].LSN {
+			nodes[i].LagBytes = int64(plsn - nodes[i].LSN)
+		}
+		if i == prim {
+			nodes[i].LagBytes = 0
+		}
+	}
+	t := &Topology{Epoch: old.Epoch, Primary: prim, Nodes: nodes, Alarm: alarm, Since: old.Since, changed: make(chan struct{})}
+	oldName := ""
+	if p := old.PrimaryNode(); p != nil {
+		oldName = p.Name
+	}
+	newName := ""
+	if p := t.PrimaryNode(); p != nil {
+		newName = p.Name
+	}
+	moved := oldName != newName
+	if moved {
+		t.Epoch++
+		if oldName != "" && newName == "" {
+			r.holdStart = now
+		}
+		t.Since = now
+	}
+	if alarm != "" && alarm != old.Alarm {
+		r.log.Error("primary alarm", "alarm", alarm)
+	}
+	r.topo.Store(t)
+	close(old.changed)
+	if moved {
+		attrs := []any{"epoch", t.Epoch, "old", oldName, "new", newName, "why", why, "nodes", nodesText(nodes, now)}
+		if newName != "" && !r.holdStart.IsZero() {
+			attrs = append(attrs, "no_primary_for", time.Since(r.holdStart).Round(time.Millisecond).String())
+			r.holdStart = time.Time{}
+		}
+		r.log.Info("primary changed", attrs...)
+		go r.onPrimaryChange(oldName)
+	}
+}
