@@ -20,7 +20,9 @@ import (
 const clientLoginTimeout = 15 * time.Second
 
 // session is one client connection, owned by one goroutine (serveConn) from
-// accept to close; the server copier is its only helper goroutine.
+// accept to close. While it is linked to a backend its bytes move on an
+// engine (engine.go): on a loop thread, or with one helper goroutine that
+// copies the server side.
 type session struct {
 	r      *Router
 	conn   net.Conn
@@ -34,7 +36,7 @@ type session struct {
 
 	mu      sync.Mutex
 	be      *backend // current backend, for cancel and for kill
-	pipe    *pipe    // set while forwarding on an event loop
+	link    *link    // set while forwarding on an event loop
 	killErr error    // why the session was killed
 
 	wmu        sync.Mutex // serialises writes to conn
@@ -159,10 +161,10 @@ func (s *session) kill(err error) {
 	}
 	s.mu.Lock()
 	s.killErr = err
-	onLoop := s.killPipe(err)
+	onLoop := s.link != nil && s.link.stop != nil && s.link.stop(err)
 	s.mu.Unlock()
 	if onLoop {
-		return // the loop ends the session and the client hears err
+		return // the loop ends the link and the client hears err
 	}
 	s.writeError(err)
 	s.conn.Close()
@@ -216,13 +218,11 @@ func (s *session) serve(cfg *config.Config) error {
 		s.setBackend(nil)
 		return err
 	}
-	reusable, status, onLoop := s.forwardLoop(be)
-	if !onLoop {
-		reusable, status = s.forward(be)
-	}
+	l := newLink(s, be)
+	reusable := s.forward(l)
 	s.setBackend(nil)
 	if reusable {
-		reusable = s.resetBackend(be, status)
+		reusable = s.resetBackend(be, l.t.status())
 	}
 	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
 	r.release(be, reusable)
@@ -374,63 +374,6 @@ func (s *session) handover(be *backend) error {
 	out = wire.AppendReadyForQuery(out, 'I')
 	_, err := s.conn.Write(out)
 	return err
-}
-
-// forward runs the two copiers until one side ends. It reports whether the
-// backend ended at a clean boundary and may be reset and reused.
-func (s *session) forward(be *backend) (bool, byte) {
-	sc := &serverCopier{s: s, be: be, status: 'I'}
-	sc.idle.Store(true)
-	cc := &clientCopier{s: s, be: be, sc: sc}
-	var clientDone atomic.Bool
-	sdone := make(chan error, 1)
-	go func() {
-		err := sc.run()
-		if !clientDone.Load() && !s.killed.Load() {
-			// The backend went away first (a client that stopped reading
-			// says nothing about it): tell the client, and wake the
-			// client copier.
-			var cw *clientWriteError
-			if !errors.As(err, &cw) {
-				if msg := s.serverLost(sc, err); msg != nil {
-					s.writeError(msg)
-				}
-			}
-			s.conn.SetReadDeadline(time.Now())
-		}
-		sdone <- err
-	}()
-	cerr := cc.run()
-	clientDone.Store(true)
-	be.conn.SetReadDeadline(time.Now())
-	serr := <-sdone
-	be.conn.SetReadDeadline(time.Time{})
-	if s.killed.Load() {
-		return false, 0
-	}
-	var bw *backendWriteError
-	if errors.As(cerr, &bw) {
-		s.r.backendFailed(be, cerr)
-		return false, 0
-	}
-	var ne net.Error
-	serverWoken := errors.As(serr, &ne) && ne.Timeout()
-	return serverWoken && sc.idle.Load() && sc.f.atBoundary() && cc.f.atBoundary(), sc.status
-}
-
-// serverLost handles a backend connection that ended under its session.
-// One that vanished without a FATAL points at the node (crash, network),
-// which is reported before the client hears of it; one the server ended
-// with a FATAL was judged when the FATAL went by. It returns what the
-// client should be told, nil when the server's FATAL already said it.
-func (s *session) serverLost(sc *serverCopier, err error) error {
-	if !sc.fatal {
-		s.r.backendFailed(sc.be, err)
-	}
-	if sc.f.typ == 'E' && sc.f.atBoundary() {
-		return nil
-	}
-	return errorf(codeBackendLost, "pgwrt: server connection lost")
 }
 
 // resetBackend makes a backend fit for the next client: ROLLBACK if a

@@ -91,19 +91,24 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 
 // forward runs the session's forwarding phase in the pipeSession's mode.
 func (p *pipeSession) forward() (bool, byte) {
+	l := newLink(p.s, p.be)
 	if p.mode == "loop" || p.mode == "uring" {
-		if ok, st, handled := p.s.forwardLoop(p.be); handled {
+		e := p.s.r.ev.pick(p.s.r)
+		if e != nil {
 			want := map[string]string{"loop": EngineEpoll, "uring": EngineIOUring}[p.mode]
-			if got := p.s.r.ev.engineName(); got != want {
+			if got := e.name(); got != want {
 				panic("forwarded with " + got + ", not " + want)
 			}
-			return ok, st
+			if ok, handled := e.forward(l); handled {
+				return ok, l.t.status()
+			}
 		}
 		if runtime.GOOS == "linux" {
-			panic("forwardLoop did not take a TCP session on Linux")
+			panic("no loop took a TCP session on Linux")
 		}
 	}
-	return p.s.forward(p.be)
+	ok, _ := goroutineEngine{}.forward(l)
+	return ok, l.t.status()
 }
 
 // answer plays a server that answers every req with resp, until its
@@ -226,7 +231,8 @@ func testForwardSplitAndTerminate(t *testing.T, mode string) {
 	for _, sizes := range [][]int{nil, {1}, {2, 3}, {5}, {7, 1, 4096}} {
 		p := newForwardSession(t, 1024, mode)
 		fromClient := bytes.Join([][]byte{msg('Q', "SELECT 1\x00"), msg('P', "\x00SELECT $1\x00\x00\x00"), msg('S', ""), msg('d', string(bytes.Repeat([]byte("x"), 3000)))}, nil)
-		fromServer := bytes.Join([][]byte{msg('T', "\x00\x00"), msg('D', string(bytes.Repeat([]byte("y"), 5000))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
+		// The answers to the Query and to the Parse/Sync batch.
+		fromServer := bytes.Join([][]byte{msg('T', "\x00\x00"), msg('D', string(bytes.Repeat([]byte("y"), 5000))), msg('C', "SELECT 1\x00"), msg('Z', "I"), msg('1', ""), msg('Z', "I")}, nil)
 		done := p.start()
 		gotServer := make(chan []byte, 1)
 		go func() {
@@ -395,7 +401,7 @@ func FuzzForward(f *testing.F) {
 func BenchmarkForwardServerToClient(b *testing.B) {
 	p := newPipeSession(b, 8192)
 	resp := bytes.Join([][]byte{msg('T', string(make([]byte, 30))), msg('D', string(make([]byte, 40))), msg('C', "SELECT 1\x00"), msg('Z', "I")}, nil)
-	sc := &serverCopier{s: p.s, be: p.be, status: 'I'}
+	sc := &serverCopier{l: newLink(p.s, p.be)}
 	go sc.run()
 	go func() {
 		buf := make([]byte, 8192)
@@ -423,8 +429,7 @@ func BenchmarkForwardServerToClient(b *testing.B) {
 func BenchmarkForwardClientToServer(b *testing.B) {
 	p := newPipeSession(b, 8192)
 	req := bytes.Join([][]byte{msg('B', string(make([]byte, 24))), msg('E', "\x00\x00\x00\x00\x00"), msg('S', "")}, nil)
-	sc := &serverCopier{s: p.s, be: p.be, status: 'I'}
-	cc := &clientCopier{s: p.s, be: p.be, sc: sc}
+	cc := &clientCopier{l: newLink(p.s, p.be)}
 	go cc.run()
 	go func() {
 		buf := make([]byte, 8192)

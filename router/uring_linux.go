@@ -4,23 +4,23 @@ package router
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"pgwrt/router/iouring"
 )
 
 // An io_uring forwarding loop. The epoll loop pays one kernel entry per
 // read and per write; here a receive stays posted on every socket whose
-// bytes can be taken, sends are queued as descriptors in shared memory,
-// and one io_uring_enter per turn both submits everything queued and
-// collects every completion. Same pipes, same framing; only the way bytes
-// move differs.
+// bytes can be taken, sends are queued as entries in shared memory, and
+// one io_uring_enter per turn both submits everything queued and collects
+// every completion. Same pipes, same scanning (loop_linux.go); only the
+// way bytes move differs.
 //
 // The ring needs Linux 5.7 (fast poll: a receive on an empty socket waits
 // on the socket instead of tying up a kernel worker) and uses 6.1's
@@ -28,234 +28,6 @@ import (
 // built without io_uring (common on OpenWrt), io_uring_disabled, and
 // seccomp profiles that refuse it all show up as a failed setup, and the
 // router then uses the epoll loop.
-
-// Kernel ABI (include/uapi/linux/io_uring.h).
-const (
-	iouSetupCoopTaskrun  = 1 << 8
-	iouSetupSingleIssuer = 1 << 12
-	iouSetupDeferTaskrun = 1 << 13
-
-	iouFeatSingleMmap = 1 << 0
-	iouFeatNodrop     = 1 << 1
-	iouFeatFastPoll   = 1 << 5
-
-	iouEnterGetevents = 1 << 0
-
-	iouOffSQRing = 0
-	iouOffCQRing = 0x8000000
-	iouOffSQEs   = 0x10000000
-
-	iouOpAsyncCancel = 14
-	iouOpRead        = 22
-	iouOpSend        = 26
-	iouOpRecv        = 27
-)
-
-type iouSQRingOffsets struct {
-	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
-	userAddr                                                        uint64
-}
-
-type iouCQRingOffsets struct {
-	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
-	userAddr                                                        uint64
-}
-
-type iouParams struct {
-	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFd uint32
-	resv                                                                   [3]uint32
-	sqOff                                                                  iouSQRingOffsets
-	cqOff                                                                  iouCQRingOffsets
-}
-
-// iouSQE is a submission queue entry (64 bytes on every architecture: the
-// 64-bit fields fall on 8-byte offsets).
-type iouSQE struct {
-	opcode      uint8
-	flags       uint8
-	ioprio      uint16
-	fd          int32
-	off         uint64
-	addr        uint64
-	len         uint32
-	opFlags     uint32
-	userData    uint64
-	bufIndex    uint16
-	personality uint16
-	spliceFdIn  int32
-	addr3       uint64
-	pad         uint64
-}
-
-type iouCQE struct {
-	userData uint64
-	res      int32
-	flags    uint32
-}
-
-// ring is one io_uring instance, used by one thread.
-type ring struct {
-	fd     int
-	sqMem  []byte
-	cqMem  []byte // same mapping as sqMem with a single mmap
-	sqeMem []byte
-	sqHead *uint32
-	sqTail *uint32
-	sqMask uint32
-	sqSize uint32
-	sqes   []iouSQE
-	cqHead *uint32
-	cqTail *uint32
-	cqMask uint32
-	cqes   []iouCQE
-	tail   uint32 // our copy of the SQ tail
-	// backlog holds entries made while the queue was full, in order,
-	// until enter moves them in: a burst (a failover's kills cancel four
-	// operations per session) never has to submit from inside a handler.
-	backlog []iouSQE
-}
-
-// setup makes a ring of at least n entries; the caller's thread becomes
-// its only submitter where the kernel supports that.
-func (r *ring) setup(n uint32) error {
-	var p iouParams
-	var fd uintptr
-	var errno syscall.Errno
-	for _, flags := range []uint32{
-		iouSetupSingleIssuer | iouSetupDeferTaskrun, // Linux 6.1
-		iouSetupCoopTaskrun,                         // 5.19
-		0,
-	} {
-		p = iouParams{flags: flags}
-		fd, _, errno = unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(n), uintptr(unsafe.Pointer(&p)), 0)
-		if errno != unix.EINVAL {
-			break
-		}
-	}
-	if errno != 0 {
-		return os.NewSyscallError("io_uring_setup", errno)
-	}
-	r.fd = int(fd)
-	need := uint32(iouFeatNodrop | iouFeatFastPoll)
-	if p.features&need != need {
-		unix.Close(r.fd)
-		return fmt.Errorf("io_uring lacks fast poll or no-drop completions (features %#x)", p.features)
-	}
-	sqLen := int(p.sqOff.array + p.sqEntries*4)
-	cqLen := int(p.cqOff.cqes + p.cqEntries*uint32(unsafe.Sizeof(iouCQE{})))
-	single := p.features&iouFeatSingleMmap != 0
-	if single && cqLen > sqLen {
-		sqLen = cqLen
-	}
-	var err error
-	if r.sqMem, err = unix.Mmap(r.fd, iouOffSQRing, sqLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
-		r.close()
-		return os.NewSyscallError("mmap", err)
-	}
-	r.cqMem = r.sqMem
-	if !single {
-		if r.cqMem, err = unix.Mmap(r.fd, iouOffCQRing, cqLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
-			r.cqMem = nil
-			r.close()
-			return os.NewSyscallError("mmap", err)
-		}
-	}
-	sqeLen := int(p.sqEntries) * int(unsafe.Sizeof(iouSQE{}))
-	if r.sqeMem, err = unix.Mmap(r.fd, iouOffSQEs, sqeLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
-		r.close()
-		return os.NewSyscallError("mmap", err)
-	}
-	u32 := func(mem []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
-	r.sqHead = u32(r.sqMem, p.sqOff.head)
-	r.sqTail = u32(r.sqMem, p.sqOff.tail)
-	r.sqMask = *u32(r.sqMem, p.sqOff.ringMask)
-	r.sqSize = p.sqEntries
-	r.sqes = unsafe.Slice((*iouSQE)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
-	array := unsafe.Slice(u32(r.sqMem, p.sqOff.array), p.sqEntries)
-	for i := range array {
-		array[i] = uint32(i) // entry i always uses descriptor i
-	}
-	r.cqHead = u32(r.cqMem, p.cqOff.head)
-	r.cqTail = u32(r.cqMem, p.cqOff.tail)
-	r.cqMask = *u32(r.cqMem, p.cqOff.ringMask)
-	r.cqes = unsafe.Slice((*iouCQE)(unsafe.Pointer(&r.cqMem[p.cqOff.cqes])), p.cqEntries)
-	r.tail = atomic.LoadUint32(r.sqTail)
-	return nil
-}
-
-func (r *ring) close() {
-	if r.sqeMem != nil {
-		unix.Munmap(r.sqeMem)
-	}
-	if r.cqMem != nil && len(r.cqMem) > 0 && &r.cqMem[0] != &r.sqMem[0] {
-		unix.Munmap(r.cqMem)
-	}
-	if r.sqMem != nil {
-		unix.Munmap(r.sqMem)
-	}
-	r.sqMem, r.cqMem, r.sqeMem = nil, nil, nil
-	r.backlog = nil
-	unix.Close(r.fd)
-}
-
-// get returns a cleared submission entry: the queue's next, or when the
-// queue is full one at the end of the backlog. The entry is the caller's
-// to fill before the next get.
-func (r *ring) get() *iouSQE {
-	if len(r.backlog) > 0 || r.tail-atomic.LoadUint32(r.sqHead) >= r.sqSize {
-		r.backlog = append(r.backlog, iouSQE{})
-		return &r.backlog[len(r.backlog)-1]
-	}
-	e := &r.sqes[r.tail&r.sqMask]
-	*e = iouSQE{}
-	r.tail++
-	return e
-}
-
-// enter publishes the queued entries, submits them, and with wait > 0
-// waits for that many completions. Completions are always gathered (with
-// deferred task running that is the only time they are). While a backlog
-// remains it submits again as the kernel takes entries, and does not wait
-// until all are in.
-func (r *ring) enter(wait uint32) error {
-	for {
-		r.moveBacklog()
-		atomic.StoreUint32(r.sqTail, r.tail)
-		submit := r.tail - atomic.LoadUint32(r.sqHead)
-		w := wait
-		if len(r.backlog) > 0 {
-			w = 0
-		}
-		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(w), iouEnterGetevents, 0, 0)
-		if errno != 0 {
-			return errno
-		}
-		if len(r.backlog) == 0 || atomic.LoadUint32(r.sqHead) != r.tail {
-			// All in, or the kernel took no more: the caller reaps
-			// (which may be what frees the kernel) and comes back.
-			return nil
-		}
-	}
-}
-
-// transient says whether an enter error only means "reap, then enter
-// again": a signal, a short allocation, or completions to collect first.
-func transient(err error) bool {
-	return err == unix.EINTR || err == unix.EAGAIN || err == unix.EBUSY
-}
-
-// moveBacklog moves backlog entries into the queue as far as it has room.
-func (r *ring) moveBacklog() {
-	n := 0
-	for n < len(r.backlog) && r.tail-atomic.LoadUint32(r.sqHead) < r.sqSize {
-		r.sqes[r.tail&r.sqMask] = r.backlog[n]
-		r.tail++
-		n++
-	}
-	if n > 0 {
-		r.backlog = r.backlog[:copy(r.backlog, r.backlog[n:])]
-	}
-}
 
 // What a completion belongs to: the low bits of user_data, above them the
 // pipe's index in its loop.
@@ -272,14 +44,14 @@ const (
 // urloop forwards the pipes of many sessions on one ring.
 type urloop struct {
 	poster
-	ring     ring
+	ring     iouring.Ring
 	entries  uint32
 	pipes    []*pipe // by pipe.id
 	free     []uint32
 	wakeBuf  [8]byte
 	waking   bool // the eventfd read is posted
 	run1     []func()
-	stop     bool
+	stopping bool
 	broken   error // the ring failed; pipes added now end at once
 	dead     atomic.Bool
 	finished chan struct{}
@@ -316,7 +88,7 @@ func (l *urloop) failed() bool { return l.dead.Load() }
 func (l *urloop) timeSlice() time.Duration { return l.gov.slice() }
 
 func (l *urloop) close() {
-	l.post(func() { l.stop = true })
+	l.post(func() { l.stopping = true })
 	<-l.finished
 }
 
@@ -326,7 +98,7 @@ func (l *urloop) run(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(l.finished)
 	defer l.dead.Store(true)
-	if err := l.ring.setup(l.entries); err != nil {
+	if err := l.ring.Setup(l.entries); err != nil {
 		unix.Close(l.efd)
 		ready <- err
 		return
@@ -344,16 +116,16 @@ func (l *urloop) run(ready chan<- error) {
 			lastYield = now
 		}
 		l.gov.tick(now)
-		if err := l.ring.enter(1); err != nil && !transient(err) {
+		if err := l.ring.Enter(1); err != nil && !iouring.Transient(err) {
 			l.fail(os.NewSyscallError("io_uring_enter", err))
 			return
 		}
-		l.reap()
+		l.ring.Reap(l.complete)
 	}
 	for _, f := range l.take(nil, true) {
 		f() // kills of sessions already gone: nothing to do
 	}
-	l.ring.close()
+	l.ring.Close()
 	unix.Close(l.efd)
 }
 
@@ -363,14 +135,14 @@ func (l *urloop) run(ready chan<- error) {
 // flight before the posted work (kills, adds) runs.
 func (l *urloop) fail(err error) {
 	l.broken = err
-	l.ring.close()
+	l.ring.Close()
 	rest := l.take(nil, true)
 	unix.Close(l.efd)
 	for _, p := range l.pipes {
 		if p == nil {
 			continue
 		}
-		p.ops = 0 // the ring's end ended them
+		p.ur.ops = 0 // the ring's end ended them
 		if p.ended {
 			p.settle()
 		} else {
@@ -383,30 +155,12 @@ func (l *urloop) fail(err error) {
 }
 
 func (l *urloop) armWake() {
-	e := l.ring.get()
-	e.opcode = iouOpRead
-	e.fd = int32(l.efd)
-	e.addr = uint64(uintptr(unsafe.Pointer(&l.wakeBuf[0])))
-	e.len = uint32(len(l.wakeBuf))
-	e.userData = opWake
+	e := l.ring.Get()
+	e.Opcode = iouring.OpRead
+	e.Fd = int32(l.efd)
+	e.SetBuf(l.wakeBuf[:])
+	e.UserData = opWake
 	l.waking = true
-}
-
-// reap handles every completion there is.
-func (l *urloop) reap() {
-	for {
-		head := atomic.LoadUint32(l.ring.cqHead)
-		tail := atomic.LoadUint32(l.ring.cqTail)
-		if head == tail {
-			return
-		}
-		for ; head != tail; head++ {
-			c := &l.ring.cqes[head&l.ring.cqMask]
-			ud, res := c.userData, c.res
-			l.complete(ud, res)
-		}
-		atomic.StoreUint32(l.ring.cqHead, tail)
-	}
 }
 
 func (l *urloop) complete(ud uint64, res int32) {
@@ -421,7 +175,7 @@ func (l *urloop) complete(ud uint64, res int32) {
 			f()
 			l.run1[i] = nil
 		}
-		if !l.stop {
+		if !l.stopping {
 			l.armWake()
 		}
 		return
@@ -435,90 +189,123 @@ func (l *urloop) complete(ud uint64, res int32) {
 		l.gov.touch(&p.busyWin)
 	}
 	defer p.survive()
-	p.completion(op, res)
+	l.completion(p, op, res)
 }
 
 // add registers p (on the loop goroutine) and posts its first receives.
 func (l *urloop) add(p *pipe) {
 	if n := len(l.free); n > 0 {
-		p.id = l.free[n-1]
+		p.ur.id = l.free[n-1]
 		l.free = l.free[:n-1]
 	} else {
-		p.id = uint32(len(l.pipes))
+		p.ur.id = uint32(len(l.pipes))
 		l.pipes = append(l.pipes, nil)
 	}
-	l.pipes[p.id] = p
+	l.pipes[p.ur.id] = p
 	if l.broken != nil {
 		p.end(endLoopFailed, l.broken)
 		return
 	}
-	p.arm()
+	l.arm(p)
 }
 
 func (l *urloop) release(p *pipe) {
-	if l.pipes[p.id] == p {
-		l.pipes[p.id] = nil
-		l.free = append(l.free, p.id)
+	if l.pipes[p.ur.id] == p {
+		l.pipes[p.ur.id] = nil
+		l.free = append(l.free, p.ur.id)
 	}
 }
 
 func (l *urloop) queue(p *pipe, op uint, opcode uint8, fd int, b []byte, flags uint32) {
-	e := l.ring.get()
-	e.opcode = opcode
-	e.fd = int32(fd)
-	e.addr = uint64(uintptr(unsafe.Pointer(&b[0])))
-	e.len = uint32(len(b))
-	e.opFlags = flags
-	e.userData = uint64(p.id)<<opBits | uint64(op)
-	p.ops |= op
+	e := l.ring.Get()
+	e.Opcode = opcode
+	e.Fd = int32(fd)
+	e.SetBuf(b)
+	e.OpFlags = flags
+	e.UserData = uint64(p.ur.id)<<opBits | uint64(op)
+	p.ur.ops |= op
 }
 
 // cancel asks the kernel to end p's operations in flight; each still
 // completes (most with ECANCELED), and p settles after the last.
 func (l *urloop) cancel(p *pipe) {
 	for op := uint(opCRecv); op <= opBSend; op <<= 1 {
-		if p.ops&op != 0 {
-			e := l.ring.get()
-			e.opcode = iouOpAsyncCancel
-			e.fd = -1
-			e.addr = uint64(p.id)<<opBits | uint64(op)
-			e.userData = opCancel
+		if p.ur.ops&op != 0 {
+			e := l.ring.Get()
+			e.Opcode = iouring.OpAsyncCancel
+			e.Fd = -1
+			e.Addr = uint64(p.ur.id)<<opBits | uint64(op)
+			e.UserData = opCancel
 		}
 	}
 }
 
+// ringState is what the io_uring loop keeps per pipe.
+type ringState struct {
+	id  uint32 // index in the loop, in each operation's user data
+	ops uint   // operations in flight (opCRecv…)
+}
+
+func (l *urloop) name() string { return EngineIOUring }
+
+func (l *urloop) forward(lk *link) (reusable, handled bool) { return forwardOn(l, lk) }
+
+// prepare: the ring waits on the sockets itself; with O_NONBLOCK a receive
+// would end at once with EAGAIN. (Shared with nobody: Go's copies are
+// closed.) handback makes them non-blocking again, for writeRaw and Go's
+// netpoller.
+func (l *urloop) prepare(cfd, bfd int) {
+	unix.SetNonblock(cfd, false)
+	unix.SetNonblock(bfd, false)
+}
+
+func (l *urloop) handback(p *pipe) {
+	unix.SetNonblock(p.cfd, true)
+	unix.SetNonblock(p.bfd, true)
+}
+
+func (l *urloop) receiving(p *pipe) bool { return p.ur.ops&opCRecv != 0 }
+
+func (l *urloop) stop(p *pipe) bool {
+	l.cancel(p)
+	return p.ur.ops == 0
+}
+
+func (l *urloop) settled(p *pipe) { l.release(p) }
+
 // arm posts the receives p can take now: from a side only while nothing
 // read from it is still waiting to go out (the epoll loop's EPOLLIN rule).
-func (p *pipe) arm() {
-	if p.ops&opCRecv == 0 && p.cw == p.cpos && len(p.extra) == 0 && p.cn < len(p.cbuf) {
-		p.ur.queue(p, opCRecv, iouOpRecv, p.cfd, p.cbuf[p.cn:], 0)
+func (l *urloop) arm(p *pipe) {
+	if p.ur.ops&opCRecv == 0 && p.cw == p.cpos && len(p.extra) == 0 && p.cn < len(p.cbuf) {
+		l.queue(p, opCRecv, iouring.OpRecv, p.cfd, p.cbuf[p.cn:], 0)
 	}
-	if p.ops&opBRecv == 0 && p.sw == p.sr && len(p.extra) == 0 {
-		p.ur.queue(p, opBRecv, iouOpRecv, p.bfd, p.sbuf, 0)
+	if p.ur.ops&opBRecv == 0 && p.sw == p.sr && len(p.extra) == 0 {
+		l.queue(p, opBRecv, iouring.OpRecv, p.bfd, p.sbuf, 0)
 	}
 }
 
 // sendBackend queues the scanned client bytes for the backend, unless a
-// send is already in flight (its completion comes back to pumpClient).
-func (p *pipe) sendBackendRing() {
-	if p.ops&opBSend == 0 {
-		p.ur.queue(p, opBSend, iouOpSend, p.bfd, p.cbuf[p.cw:p.cpos], unix.MSG_NOSIGNAL)
+// send is already in flight; its completion comes back to pumpClient.
+func (l *urloop) sendBackend(p *pipe) bool {
+	if p.ur.ops&opBSend == 0 {
+		l.queue(p, opBSend, iouring.OpSend, p.bfd, p.cbuf[p.cw:p.cpos], unix.MSG_NOSIGNAL)
 	}
+	return false
 }
 
-// flushClientRing is flushClient on a ring: it queues what waits for the
-// client and reports whether nothing does.
-func (p *pipe) flushClientRing() bool {
-	if p.ops&opCSend != 0 {
+// sendClient queues what waits for the client and reports whether nothing
+// does.
+func (l *urloop) sendClient(p *pipe) bool {
+	if p.ur.ops&opCSend != 0 {
 		return false
 	}
 	if p.sw < p.sr {
-		p.ur.queue(p, opCSend, iouOpSend, p.cfd, p.sbuf[p.sw:p.sr], unix.MSG_NOSIGNAL)
+		l.queue(p, opCSend, iouring.OpSend, p.cfd, p.sbuf[p.sw:p.sr], unix.MSG_NOSIGNAL)
 		return false
 	}
 	p.sw, p.sr = 0, 0
 	if len(p.extra) > 0 {
-		p.ur.queue(p, opCSend, iouOpSend, p.cfd, p.extra, unix.MSG_NOSIGNAL)
+		l.queue(p, opCSend, iouring.OpSend, p.cfd, p.extra, unix.MSG_NOSIGNAL)
 		return false
 	}
 	p.extra = nil
@@ -548,8 +335,8 @@ var opEnds = map[uint]struct {
 }
 
 // completion handles the end of one of p's operations.
-func (p *pipe) completion(op uint, res int32) {
-	p.ops &^= op
+func (l *urloop) completion(p *pipe, op uint, res int32) {
+	p.ur.ops &^= op
 	n := max(int(res), 0)
 	// Sent bytes count whether or not the pipe has ended: finish reads
 	// the books.
@@ -563,7 +350,7 @@ func (p *pipe) completion(op uint, res int32) {
 		if op == opBRecv && n > 0 {
 			p.lost = true // backend bytes nobody will see: not reusable
 		}
-		if p.ops == 0 {
+		if p.ur.ops == 0 {
 			p.settle()
 		}
 		return
@@ -577,11 +364,10 @@ func (p *pipe) completion(op uint, res int32) {
 	switch op {
 	case opCRecv:
 		if n > 0 {
-			p.cn += n
-			p.pumpClient()
+			p.clientData(n)
 		}
 	case opCSend:
-		if p.flushClient() {
+		if l.sendClient(p) {
 			p.pumpClient() // input waited for our own answer to go out
 		}
 	case opBRecv:
@@ -592,7 +378,7 @@ func (p *pipe) completion(op uint, res int32) {
 		p.pumpClient()
 	}
 	if !p.ended {
-		p.arm()
+		l.arm(p)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +37,8 @@ func TestLoopRemoveWithoutInterest(t *testing.T) {
 	for _, fd := range []int{c[0], c[1], b[0], b[1]} {
 		defer unix.Close(fd)
 	}
-	p := &pipe{ep: l, cfd: c[0], bfd: b[0], cbuf: make([]byte, 64), sbuf: make([]byte, 64), done: make(chan struct{})}
+	lk := &link{cbuf: make([]byte, 64), sbuf: make([]byte, 64)}
+	p := &pipe{link: lk, loop: l, cfd: c[0], bfd: b[0], done: make(chan struct{})}
 	res := make(chan [2]error, 1)
 	l.post(func() {
 		l.add(p)
@@ -46,13 +46,13 @@ func TestLoopRemoveWithoutInterest(t *testing.T) {
 		// pending: no interest on either socket.
 		p.cpos, p.sr = 1, 1
 		p.interest()
-		if p.cmask != unix.EPOLLOUT || p.bmask != unix.EPOLLOUT {
-			t.Errorf("masks %x %x", p.cmask, p.bmask)
+		if p.ep.cmask != unix.EPOLLOUT || p.ep.bmask != unix.EPOLLOUT {
+			t.Errorf("masks %x %x", p.ep.cmask, p.ep.bmask)
 		}
 		p.cpos, p.cn, p.sr = 1, len(p.cbuf), 0
 		p.interest()
-		if p.cmask != 0 || p.bmask != unix.EPOLLIN|unix.EPOLLOUT {
-			t.Errorf("masks %x %x", p.cmask, p.bmask)
+		if p.ep.cmask != 0 || p.ep.bmask != unix.EPOLLIN|unix.EPOLLOUT {
+			t.Errorf("masks %x %x", p.ep.cmask, p.ep.bmask)
 		}
 		p.end(endKilled, nil)
 		ev := unix.EpollEvent{Events: unix.EPOLLIN}
@@ -127,51 +127,6 @@ func TestUringSmallRing(t *testing.T) {
 	wg.Wait()
 }
 
-// TestRingBacklog: entries made while the queue is full wait in the
-// backlog and go in, in the order they were made, as the kernel takes
-// room; completions beyond the completion queue's size are kept (no-drop)
-// and arrive too.
-func TestRingBacklog(t *testing.T) {
-	if err := uringUsable(); err != nil {
-		t.Skip("io_uring unavailable:", err)
-	}
-	runtime.LockOSThread() // a single-issuer ring takes submissions from one thread
-	defer runtime.UnlockOSThread()
-	var r ring
-	if err := r.setup(4); err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	const n = 50 // the completion queue has room for 8
-	for i := 0; i < n; i++ {
-		e := r.get()
-		e.opcode = 0 // IORING_OP_NOP
-		e.userData = uint64(i)
-	}
-	if len(r.backlog) != n-4 {
-		t.Fatalf("backlog %d, want %d", len(r.backlog), n-4)
-	}
-	var got []uint64
-	for tries := 0; len(got) < n && tries < 1000; tries++ {
-		if err := r.enter(0); err != nil && !transient(err) {
-			t.Fatal(err)
-		}
-		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
-		for ; head != tail; head++ {
-			got = append(got, r.cqes[head&r.cqMask].userData)
-		}
-		atomic.StoreUint32(r.cqHead, tail)
-	}
-	if len(got) != n || len(r.backlog) != 0 {
-		t.Fatalf("%d completions (backlog %d), want %d", len(got), len(r.backlog), n)
-	}
-	for i, ud := range got {
-		if ud != uint64(i) {
-			t.Fatalf("completion %d is entry %d: order lost", i, ud)
-		}
-	}
-}
-
 // TestUringRingFailure: if the ring itself stops working (here its
 // descriptor is swapped for /dev/null under the loop), every session on it
 // ends with an error instead of hanging, the loop is marked failed, and
@@ -192,7 +147,7 @@ func TestUringRingFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(null)
-	if err := unix.Dup3(null, l.ring.fd, unix.O_CLOEXEC); err != nil {
+	if err := unix.Dup3(null, l.ring.Fd(), unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
 	// A completion wakes the loop; its next io_uring_enter fails.

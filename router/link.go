@@ -1,0 +1,128 @@
+package router
+
+import (
+	"sync"
+)
+
+// A link is a client attached to a backend while bytes flow between them:
+// the trackers of both streams, the buffers the bytes pass through, and why
+// the flow ended. An engine (engine.go) moves the bytes and reports what it
+// saw; the link decides, with the tracker, what that means for the client
+// and whether the backend may serve again. In session mode a client is
+// linked once, from handover to goodbye.
+type link struct {
+	s    *session
+	be   *backend
+	t    tracker
+	cbuf []byte    // client → server
+	sbuf []byte    // server → client
+	why  endReason // why the flow ended
+	err  error
+	once sync.Once
+
+	// stop ends the link from outside (primary moved, shutdown), set by
+	// the engine before the link starts; false when it can no longer
+	// (the link has ended).
+	stop func(err error) bool
+}
+
+func newLink(s *session, be *backend) *link {
+	l := &link{s: s, be: be, cbuf: s.slot.cbuf, sbuf: s.slot.sbuf}
+	l.t.reset('I')
+	return l
+}
+
+// Why a link ended.
+type endReason int
+
+const (
+	endTerminate       endReason = iota + 1 // client sent Terminate
+	endClientGone                           // client closed or failed
+	endClientMalformed                      // client sent a bad message length
+	endServerGone                           // backend closed or failed
+	endServerWrite                          // a write to the backend failed
+	endServerMalformed                      // backend sent a bad message length
+	endKilled                               // ended from outside (primary moved, shutdown)
+	endLoopFailed                           // the engine itself failed
+)
+
+func (r endReason) String() string {
+	switch r {
+	case endTerminate:
+		return "terminate"
+	case endClientGone:
+		return "client gone"
+	case endClientMalformed:
+		return "client malformed"
+	case endServerGone:
+		return "server gone"
+	case endServerWrite:
+		return "server write failed"
+	case endServerMalformed:
+		return "server malformed"
+	case endKilled:
+		return "killed"
+	case endLoopFailed:
+		return "loop failed"
+	}
+	return "?"
+}
+
+// setEnd records why the link ends; the first reason wins.
+func (l *link) setEnd(reason endReason, err error) {
+	l.once.Do(func() { l.why, l.err = reason, err })
+}
+
+// serverEvents acts on what the server tracker saw in a chunk: a FATAL
+// that speaks of the node (shutdown, crash) makes the router stop sending
+// new sessions there before the client hears of it and reconnects.
+func (l *link) serverEvents(ev serverEvent) {
+	if ev&srvGoingAway != 0 {
+		l.s.r.backendFailed(l.be, errServerFatal)
+	}
+}
+
+var errServerFatal = errorf(codeBackendLost, "server sent FATAL")
+
+// outcome decides, once the engine has stopped, what the client must hear
+// (nil: nothing) and whether the backend may serve another client. clean
+// is the engine's word that every byte it took from either side was
+// passed on and nothing arrived after the end.
+func (l *link) outcome(clean bool) (msg error, reusable bool) {
+	s := l.s
+	killed := s.killed.Load()
+	switch l.why {
+	case endKilled:
+		msg = l.err // why it was killed
+	case endServerGone, endServerWrite:
+		if !killed {
+			msg = s.serverLost(l, l.err)
+		}
+	case endLoopFailed:
+		if !killed {
+			msg = errorf(codeBackendLost, "pgwrt: server connection lost")
+		}
+	case endServerMalformed:
+		msg = errMalformedServer
+	case endClientMalformed:
+		msg = errMalformedClient
+	case endTerminate, endClientGone:
+		reusable = !killed && clean && l.t.safePoint()
+	}
+	return msg, reusable
+}
+
+// serverLost handles a backend connection that ended under its session.
+// One that vanished without a FATAL points at the node (crash, network),
+// which is reported before the client hears of it; one the server ended
+// with a FATAL was judged when the FATAL went by. It returns what the
+// client should be told, nil when the server's FATAL already said it.
+func (s *session) serverLost(l *link, err error) error {
+	if !l.t.server.fatal {
+		s.r.backendFailed(l.be, err)
+	}
+	if l.t.server.lastWasError() {
+		return nil
+	}
+	return errorf(codeBackendLost, "pgwrt: server connection lost")
+}

@@ -1,0 +1,313 @@
+package router
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
+
+// The protocol trackers: what pgwrt understands of the two message streams
+// of a link, and the one place that says where a link may be detached.
+// They see message headers (and the few bodies they must: a short Query
+// that may be SHOW POOL_NODES, the severity of an ErrorResponse, the status
+// of ReadyForQuery) and say what to do; they never touch a socket. Every
+// engine feeds them the same way.
+
+// tracker follows both streams of one link. The client side is followed by
+// whoever reads the client and the server side by whoever reads the
+// server: with the goroutine engine those are two goroutines, so what one
+// side writes and the other reads is atomic.
+type tracker struct {
+	client clientStream
+	server serverStream
+	// owed counts the ReadyForQuery messages the server owes the client:
+	// one per Query, FunctionCall and Sync, where an extended-protocol
+	// batch (Parse, Bind, Describe, Execute, Close, Flush) counts from its
+	// first message, since its Sync is sure to be answered. answered
+	// counts those received. Equal: the server has answered everything.
+	owed, answered atomic.Uint32
+}
+
+// newTracker starts a tracker on a backend that is at ReadyForQuery with
+// status (as it is when it is handed to a client).
+func (t *tracker) reset(status byte) {
+	*t = tracker{}
+	t.server.status = status
+}
+
+// idle reports whether the server has answered everything the client sent.
+func (t *tracker) idle() bool { return t.owed.Load() == t.answered.Load() }
+
+// safePoint is the one rule for where a backend may leave its client:
+// ReadyForQuery after Query/Sync/FunctionCall (and so after
+// CopyDone/CopyFail, which end a Query's or a batch's copy) with nothing
+// outstanding, and both streams on a message boundary. The transaction
+// status at that point is status() ('I' idle, 'T' or 'E' in a
+// transaction block).
+func (t *tracker) safePoint() bool {
+	return t.idle() && t.server.atBoundary() && t.client.atBoundary()
+}
+
+// status is the transaction status of the last ReadyForQuery.
+func (t *tracker) status() byte { return t.server.status }
+
+// What the client stream's tracker says about the bytes it scanned.
+type clientAction uint8
+
+const (
+	cliMore      clientAction = iota // all passed, or a part message waits for more
+	cliTerminate                     // Terminate follows what passed: end the link
+	cliIntercept                     // pgwrt answers the message that follows what passed
+	cliMalformed                     // a message length below 4
+)
+
+// maxIntercept is the largest Query pgwrt looks into (SHOW POOL_NODES).
+const maxIntercept = 64
+
+// clientStream follows the client → server stream.
+type clientStream struct {
+	remain int  // body bytes still to pass of the current message
+	batch  bool // extended-protocol messages sent since the last Sync
+}
+
+func (c *clientStream) atBoundary() bool { return c.remain == 0 }
+
+// scanClient follows b, client bytes not yet scanned, and says how many of
+// them may pass to the server now (n) and why it stopped. A message header
+// split across reads is not passed: n stops before it and the caller
+// brings it back with more bytes. With cliTerminate, the Terminate message
+// (5 bytes) follows the n bytes; with cliIntercept, a whole Query of m
+// bytes that pgwrt answers itself (SHOW POOL_NODES while the server is
+// idle) follows them. A short Query that may be one is held back whole
+// until it has arrived.
+func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
+	c := &t.client
+	for n < len(b) {
+		if c.remain > 0 {
+			take := min(c.remain, len(b)-n)
+			n += take
+			c.remain -= take
+			continue
+		}
+		if len(b)-n < 5 {
+			return n, cliMore, 0
+		}
+		typ := b[n]
+		l := int(binary.BigEndian.Uint32(b[n+1:]))
+		if l < 4 {
+			return n, cliMalformed, 0
+		}
+		switch typ {
+		case 'X':
+			return n, cliTerminate, 5
+		case 'Q':
+			if l <= maxIntercept && t.idle() {
+				if len(b)-n < 1+l {
+					return n, cliMore, 0
+				}
+				if isShowPoolNodes(b[n+5 : n+1+l]) {
+					return n, cliIntercept, 1 + l
+				}
+			}
+			t.owed.Add(1)
+		case 'F':
+			t.owed.Add(1)
+		case 'S':
+			if c.batch {
+				c.batch = false
+			} else {
+				t.owed.Add(1)
+			}
+		case 'P', 'B', 'D', 'E', 'C', 'H':
+			if !c.batch {
+				c.batch = true
+				t.owed.Add(1)
+			}
+		}
+		n += 5
+		c.remain = l - 4
+	}
+	return n, cliMore, 0
+}
+
+// Events the server stream's tracker reports for a chunk.
+type serverEvent uint8
+
+const (
+	srvFatal     serverEvent = 1 << iota // a FATAL or PANIC ErrorResponse went by
+	srvGoingAway                         // … one that speaks of the node (shutdown, crash)
+)
+
+// serverStream follows the server → client stream without buffering
+// messages: it sees each 5-byte header (even one split across reads) and
+// counts body bytes past.
+type serverStream struct {
+	hdr    [5]byte
+	hn     int  // header bytes collected so far
+	remain int  // body bytes still to pass of the current message
+	typ    byte // type of the current message
+	first  bool // the next body byte is the first of the message
+	// status is the last ReadyForQuery status: 'I', 'T' or 'E'.
+	status byte
+	// fatal: the server sent a FATAL (or PANIC) ErrorResponse; the
+	// connection ends for a reason the server stated.
+	fatal bool
+}
+
+// atBoundary reports whether the stream so far ends on a message boundary.
+func (s *serverStream) atBoundary() bool { return s.hn == 0 && s.remain == 0 }
+
+// lastWasError reports whether the stream ends right after an
+// ErrorResponse (the server's own word on why it ends).
+func (s *serverStream) lastWasError() bool { return s.typ == 'E' && s.atBoundary() }
+
+// feedServer follows chunk, the next bytes from the server. It does not
+// change chunk, and reports FATALs in ev.
+func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
+	f := &t.server
+	n := len(chunk)
+	for i := 0; i < n; {
+		if f.remain == 0 {
+			for f.hn < 5 && i < n {
+				f.hdr[f.hn] = chunk[i]
+				f.hn++
+				i++
+			}
+			if f.hn < 5 {
+				break
+			}
+			f.typ = f.hdr[0]
+			l := int(binary.BigEndian.Uint32(f.hdr[1:]))
+			if l < 4 {
+				return ev, errMalformedServer
+			}
+			f.remain = l - 4
+			f.first = true
+			if f.remain == 0 {
+				f.hn = 0
+			}
+			continue
+		}
+		take := min(f.remain, n-i)
+		if f.first {
+			f.first = false
+			switch f.typ {
+			case 'Z':
+				f.status = chunk[i]
+				// Only this side writes answered. One the client did
+				// not ask for (no server sends it) must not leave the
+				// books owing forever.
+				if a := t.answered.Load(); a != t.owed.Load() {
+					t.answered.Store(a + 1)
+				}
+			case 'E':
+				// The severity comes first; a FATAL split across reads
+				// goes unnoticed, which costs only the early warning.
+				if take == f.remain && isFatal(chunk[i:i+take]) {
+					f.fatal = true
+					ev |= srvFatal
+					if nodeGoingAway(chunk[i : i+take]) {
+						ev |= srvGoingAway
+					}
+				}
+			}
+		}
+		i += take
+		f.remain -= take
+		if f.remain == 0 {
+			f.hn = 0
+		}
+	}
+	return ev, nil
+}
+
+// isFatal reports whether an ErrorResponse body has severity FATAL or PANIC
+// (PostgreSQL sends the severity field first).
+func isFatal(body []byte) bool {
+	return len(body) > 6 && body[0] == 'S' &&
+		(string(body[1:7]) == "FATAL\x00" || string(body[1:7]) == "PANIC\x00")
+}
+
+// nodeGoingAway reports whether an ErrorResponse body is a FATAL that
+// speaks of the node rather than the session: 57P01 (shutdown, or
+// terminated by an administrator), 57P02 (crash of another backend), 57P03
+// (cannot connect now), or any PANIC. A session's own FATALs (idle
+// timeouts, protocol errors) do not count. It allocates nothing.
+func nodeGoingAway(body []byte) bool {
+	if !isFatal(body) {
+		return false
+	}
+	if string(body[1:7]) == "PANIC\x00" {
+		return true
+	}
+	for len(body) > 1 && body[0] != 0 {
+		typ := body[0]
+		end := 1
+		for end < len(body) && body[end] != 0 {
+			end++
+		}
+		if end == len(body) {
+			return false
+		}
+		if typ == 'C' {
+			c := body[1:end]
+			return len(c) == 5 && string(c[:4]) == "57P0" && c[4] >= '1' && c[4] <= '3'
+		}
+		body = body[end+1:]
+	}
+	return false
+}
+
+var errMalformedServer = errorf(codeBackendLost, "pgwrt: server sent a malformed message")
+var errMalformedClient = errorf(codeProtocol, "pgwrt: invalid message length from client")
+
+// isShowPoolNodes matches a Query body "SHOW POOL_NODES[;]\0", any case,
+// any surrounding white space. It allocates nothing: every short simple
+// query passes through it.
+func isShowPoolNodes(body []byte) bool {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return false
+	}
+	b := body[:len(body)-1]
+	i := skipSpace(b, 0)
+	i, ok := matchWord(b, i, "show")
+	if !ok || i == len(b) || !isSpace(b[i]) {
+		return false
+	}
+	i, ok = matchWord(b, skipSpace(b, i), "pool_nodes")
+	if !ok {
+		return false
+	}
+	i = skipSpace(b, i)
+	if i < len(b) && b[i] == ';' {
+		i = skipSpace(b, i+1)
+	}
+	return i == len(b)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// matchWord matches w (lower case) at b[i:], ignoring ASCII case.
+func matchWord(b []byte, i int, w string) (int, bool) {
+	if len(b)-i < len(w) {
+		return i, false
+	}
+	for j := 0; j < len(w); j++ {
+		c := b[i+j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
+			return i, false
+		}
+	}
+	return i + len(w), true
+}
