@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sort"
@@ -446,4 +447,35 @@ func (p *pools) stats() poolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return poolStats{Open: p.open, Idle: p.idle}
+}
+
+// PoolStats is one pool as SHOW POOLS shows it. A session holds one
+// backend, so ClActive and SvActive are the same count.
+type PoolStats struct {
+	Database, User string
+	ClActive       int           // sessions holding a backend of this pool
+	ClWaiting      int           // clients waiting for a backend
+	SvActive       int           // backends checked out to sessions
+	SvIdle         int           // backends cached for the next client
+	MaxWait        time.Duration // how long the oldest waiter has waited
+}
+
+// list is a snapshot of every pool, by database then user.
+func (p *pools) list() []PoolStats {
+	now := time.Now()
+	p.mu.Lock()
+	out := make([]PoolStats, 0, len(p.byID))
+	for _, pl := range p.byID {
+		s := PoolStats{Database: pl.id.database, User: pl.id.user, ClActive: pl.active, ClWaiting: pl.nwait,
+			SvActive: pl.active, SvIdle: len(pl.idle)}
+		if pl.first != nil {
+			s.MaxWait = now.Sub(pl.first.since)
+		}
+		out = append(out, s)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b PoolStats) int {
+		return cmp.Or(strings.Compare(a.Database, b.Database), strings.Compare(a.User, b.User))
+	})
+	return out
 }
