@@ -27,7 +27,9 @@ type backend struct {
 	created  time.Time
 	lastUsed time.Time
 
-	// intrusive LRU list of idle backends (pools.lru)
+	pool *Pool // the pool it is active or idle in (set by pools.opened)
+
+	// intrusive LRU list of idle backends (pools.head, pools.tail)
 	prev, next *backend
 }
 

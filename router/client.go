@@ -297,7 +297,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 				}
 				continue
 			}
-			be.key = key
+			r.pools.opened(be, key)
 			r.metrics.dialed.Inc()
 		} else if err := s.syncParams(be); err != nil {
 			r.release(be, false)

@@ -22,9 +22,13 @@
 //   - backend (backend.go, tcp.go): dial with keepalive and
 //     TCP_USER_TIMEOUT, login (SCRAM-SHA-256, md5, password), simple queries
 //     for reset and health checks.
-//   - pool (pool.go): idle backends per (user, database, startup options),
-//     a global LRU and a global cap; checked against the topology on the way
-//     out and on the way back.
+//   - pool (pool.go): a pool per (database, user) with its idle and active
+//     backends and its waiting clients; an idle backend goes only to a
+//     client with the same startup options. A global LRU and a global cap
+//     span the pools. Checkout does not block: a client that finds no room
+//     waits in its pool, and a released backend or a freed place is granted
+//     to the oldest waiter. Backends are checked against the topology on
+//     the way out and on the way back.
 //   - monitor and topology (monitor.go, topology.go): one monitor per node
 //     keeps a connection open and asks it for its role; the chosen primary
 //     is published as an immutable snapshot with an epoch.

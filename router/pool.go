@@ -1,11 +1,15 @@
 package router
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"pgwrt/config"
 )
 
 // poolKey identifies interchangeable backend connections: same user, same
@@ -28,19 +32,99 @@ func makePoolKey(params map[string]string) poolKey {
 	return poolKey{user: params["user"], database: params["database"], params: strings.Join(extra, "\x00")}
 }
 
-// pools owns every backend connection not owned by a session: per-key idle
-// lists, one global LRU across them, and the global cap on open backends.
-type pools struct {
-	mu    sync.Mutex
-	idle  map[poolKey][]*backend // most recently used last
-	open  int                    // all backend connections, idle and busy
-	head  *backend               // LRU: least recently used
-	tail  *backend
-	freed chan struct{} // closed and replaced when a backend closes or goes idle
+// poolID names a Pool: the (database, user) part of a poolKey.
+type poolID struct {
+	database, user string
 }
 
-func newPools() *pools {
-	return &pools{idle: make(map[poolKey][]*backend), freed: make(chan struct{})}
+func (k poolKey) pool() poolID { return poolID{database: k.database, user: k.user} }
+
+// Pool is the backends and waiting clients of one (database, user), on the
+// model of PgBouncer's objects.c: a backend is idle here or active (checked
+// out to a session), and a client that found neither an idle backend nor
+// room for a new one waits here until a release or a freed place is granted
+// to it. Backends with different startup parameters share the pool, but an
+// idle one goes only to a client with its exact poolKey.
+type Pool struct {
+	id          poolID
+	idle        []*backend // most recently used last
+	active      int        // backends checked out to sessions
+	first, last *waiter    // waiting clients, oldest first
+	nwait       int
+}
+
+func (pl *Pool) empty() bool { return len(pl.idle) == 0 && pl.active == 0 && pl.nwait == 0 }
+
+// waiter is a client waiting in a Pool. Its grant is stored under pools.mu,
+// then notify is called once, outside the lock, by whoever freed the place:
+// a goroutine can wake on a channel, a loop thread could post to its loop.
+type waiter struct {
+	key       poolKey
+	allowIdle bool // may take an idle backend someone else logged in
+	notify    func()
+
+	// under pools.mu
+	pool       *Pool
+	since      time.Time
+	seq        uint64 // order of arrival across pools
+	prev, next *waiter
+	queued     bool
+	granted    bool
+	be         *backend // the grant: a backend, or nil for a reservation to dial one
+}
+
+// pools owns every backend connection not owned by a session and counts
+// those that are: a Pool per (database, user), one global LRU across their
+// idle backends, and the global cap on open backends.
+type pools struct {
+	cfg   func() *config.Config
+	mu    sync.Mutex
+	byID  map[poolID]*Pool
+	open  int // all backend connections: idle, active and reserved dials
+	idle  int
+	nwait int // waiters across all pools
+	seq   uint64
+	head  *backend // LRU: least recently used
+	tail  *backend
+}
+
+func newPools(cfg func() *config.Config) *pools {
+	return &pools{cfg: cfg, byID: make(map[poolID]*Pool)}
+}
+
+// after is what an operation on pools does once the lock is released:
+// close connections (a Terminate write can block) and tell granted
+// waiters. touched pools are dropped before that if they hold nothing.
+type after struct {
+	touched []*Pool
+	close   []*backend
+	notify  []*waiter
+}
+
+func (p *pools) unlock(a *after) {
+	for _, pl := range a.touched {
+		if pl.empty() && p.byID[pl.id] == pl {
+			delete(p.byID, pl.id)
+		}
+	}
+	p.mu.Unlock()
+	for _, b := range a.close {
+		b.close()
+	}
+	for _, w := range a.notify {
+		w.notify()
+	}
+}
+
+// poolLocked returns key's pool, creating it.
+func (p *pools) poolLocked(key poolKey) *Pool {
+	id := key.pool()
+	pl := p.byID[id]
+	if pl == nil {
+		pl = &Pool{id: id}
+		p.byID[id] = pl
+	}
+	return pl
 }
 
 func (p *pools) lruRemove(b *backend) {
@@ -67,141 +151,291 @@ func (p *pools) lruPush(b *backend) {
 	p.tail = b
 }
 
-func (p *pools) removeIdleLocked(b *backend) {
-	l := p.idle[b.key]
-	for i, x := range l {
-		if x == b {
-			l = append(l[:i], l[i+1:]...)
-			break
-		}
-	}
-	if len(l) == 0 {
-		delete(p.idle, b.key)
-	} else {
-		p.idle[b.key] = l
+// removeIdleLocked takes b, idle, out of its pool and the LRU. It stays
+// counted in open.
+func (p *pools) removeIdleLocked(b *backend, a *after) {
+	pl := b.pool
+	if i := slices.Index(pl.idle, b); i >= 0 {
+		pl.idle = slices.Delete(pl.idle, i, i+1)
 	}
 	p.lruRemove(b)
+	p.idle--
+	a.touched = append(a.touched, pl)
 }
 
-func (p *pools) signalLocked() {
-	close(p.freed)
-	p.freed = make(chan struct{})
+func (p *pools) pushIdleLocked(b *backend) {
+	b.lastUsed = time.Now()
+	b.pool.idle = append(b.pool.idle, b)
+	p.lruPush(b)
+	p.idle++
 }
 
-// checkout returns an idle backend for key on node primary at epoch, or nil
-// with a reservation to open a new one (call opened or cancelReservation).
-// It closes idle connections that no longer point at the primary, evicts
-// the least recently used idle connection of another key when the global
-// cap is reached, and waits for a free connection until ctx ends.
-func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowIdle bool) (*backend, error) {
-	p := r.pools
-	prim := t.PrimaryNode()
-	var stale []*backend
-	defer func() {
-		for _, b := range stale {
-			b.close()
-		}
-	}()
-	for {
-		cfg := r.config()
-		p.mu.Lock()
-		l := p.idle[key]
-		for allowIdle && len(l) > 0 {
-			b := l[len(l)-1]
-			l = l[:len(l)-1]
-			p.lruRemove(b)
-			if !b.fitFor(prim, cfg, time.Now()) || peekDead(b.conn) {
-				p.open--
-				stale = append(stale, b)
-				continue
-			}
-			if len(l) == 0 {
-				delete(p.idle, key)
-			} else {
-				p.idle[key] = l
-			}
-			p.mu.Unlock()
-			r.metrics.reused.Inc()
-			return b, nil
-		}
-		if allowIdle {
-			delete(p.idle, key)
-		}
-		if p.open < cfg.MaxBackendConnections {
-			p.open++
-			p.mu.Unlock()
-			return nil, nil
-		}
-		if v := p.head; v != nil { // evict the LRU idle connection of another key
-			p.removeIdleLocked(v)
-			stale = append(stale, v)
-			p.mu.Unlock()
-			return nil, nil // its place is ours
-		}
-		ch := p.freed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, errorf(codeTooManyBackends, "pgwrt: all %d backend connections are busy", cfg.MaxBackendConnections)
+func (p *pools) enqueueLocked(pl *Pool, w *waiter) {
+	p.seq++
+	w.pool, w.seq, w.since, w.queued = pl, p.seq, time.Now(), true
+	w.prev, w.next = pl.last, nil
+	if pl.last != nil {
+		pl.last.next = w
+	} else {
+		pl.first = w
+	}
+	pl.last = w
+	pl.nwait++
+	p.nwait++
+}
+
+func (p *pools) dequeueLocked(w *waiter, a *after) {
+	pl := w.pool
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		pl.first = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		pl.last = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
+	pl.nwait--
+	p.nwait--
+	a.touched = append(a.touched, pl)
+}
+
+// grantLocked gives w a backend (active from now on) or, be nil, a
+// reservation already counted in open.
+func (p *pools) grantLocked(w *waiter, be *backend, a *after) {
+	p.dequeueLocked(w, a)
+	w.granted, w.be = true, be
+	if be != nil {
+		w.pool.active++
+	}
+	a.notify = append(a.notify, w)
+}
+
+// oldestLocked is the waiter that came first, across all pools.
+func (p *pools) oldestLocked() *waiter {
+	var o *waiter
+	for _, pl := range p.byID {
+		if w := pl.first; w != nil && (o == nil || w.seq < o.seq) {
+			o = w
 		}
 	}
+	return o
+}
+
+// grantWaitersLocked gives reservations to waiters, oldest first, while
+// there is room: under the cap, or in the place of the least recently used
+// idle backend, which is evicted as it would be for a newcomer.
+func (p *pools) grantWaitersLocked(cfg *config.Config, a *after) {
+	for p.nwait > 0 {
+		if p.open < cfg.MaxBackendConnections {
+			p.open++
+		} else if v := p.head; v != nil {
+			p.removeIdleLocked(v, a)
+			a.close = append(a.close, v)
+		} else {
+			return
+		}
+		p.grantLocked(p.oldestLocked(), nil, a)
+	}
+}
+
+// checkout gives w, without waiting, one of: an idle backend of w.key fit
+// for prim (unfit ones are closed); nil with a reservation to open a new
+// one (call opened or cancelReservation), under the cap or in the place of
+// the least recently used idle backend of any key, evicted; or queued: w
+// waits in its pool until release or a freed place grants it one of the
+// first two (see cancelWait).
+func (p *pools) checkout(w *waiter, prim *NodeState) (be *backend, queued bool) {
+	cfg := p.cfg()
+	var a after
+	p.mu.Lock()
+	defer p.unlock(&a)
+	// Waiters go first should room have appeared without a release (the
+	// cap raised by a reload).
+	p.grantWaitersLocked(cfg, &a)
+	if pl := p.byID[w.key.pool()]; pl != nil && w.allowIdle {
+		now := time.Now()
+		for i := len(pl.idle) - 1; i >= 0; i-- {
+			b := pl.idle[i]
+			if b.key != w.key {
+				continue
+			}
+			p.removeIdleLocked(b, &a)
+			if !b.fitFor(prim, cfg, now) || peekDead(b.conn) {
+				p.open--
+				a.close = append(a.close, b)
+				continue
+			}
+			pl.active++
+			return b, false
+		}
+	}
+	switch {
+	case p.nwait > 0:
+		// Older waiters got what room there was.
+	case p.open < cfg.MaxBackendConnections:
+		p.open++
+		return nil, false
+	case p.head != nil: // evict the LRU idle connection of another key
+		v := p.head
+		p.removeIdleLocked(v, &a)
+		a.close = append(a.close, v)
+		return nil, false // its place is ours
+	}
+	p.enqueueLocked(p.poolLocked(w.key), w)
+	// Stale backends closed above free places.
+	p.grantWaitersLocked(cfg, &a)
+	return nil, true
+}
+
+// cancelWait ends w's wait (timeout, shutdown). If it was granted first,
+// the grant is returned: the caller must release the backend or, granted
+// with be nil, cancel the reservation.
+func (p *pools) cancelWait(w *waiter) (be *backend, granted bool) {
+	var a after
+	p.mu.Lock()
+	if w.queued {
+		p.dequeueLocked(w, &a)
+	}
+	be, granted = w.be, w.granted
+	p.unlock(&a)
+	return be, granted
+}
+
+// opened books a backend dialled on a reservation as active in key's pool.
+func (p *pools) opened(b *backend, key poolKey) {
+	p.mu.Lock()
+	b.key = key
+	b.pool = p.poolLocked(key)
+	b.pool.active++
+	p.mu.Unlock()
 }
 
 // cancelReservation gives back a reservation made by checkout when the dial
 // failed.
 func (p *pools) cancelReservation() {
+	cfg := p.cfg()
+	var a after
 	p.mu.Lock()
 	p.open--
-	p.signalLocked()
-	p.mu.Unlock()
+	p.grantWaitersLocked(cfg, &a)
+	p.unlock(&a)
+}
+
+// release takes back a backend from its session. reusable says it is at a
+// clean ReadyForQuery boundary, reset, fit for the primary and that
+// max_pool allows caching: it then goes to the oldest client of its pool
+// waiting for its key, else idle (max_pool per key), else it is closed. A
+// place freed goes to the oldest waiter of any pool.
+func (p *pools) release(b *backend, reusable bool) {
+	cfg := p.cfg()
+	var a after
+	p.mu.Lock()
+	defer p.unlock(&a)
+	pl := b.pool
+	if pl == nil { // not booked by opened
+		pl = p.poolLocked(b.key)
+		b.pool = pl
+	} else {
+		pl.active--
+	}
+	a.touched = append(a.touched, pl)
+	if reusable {
+		for w := pl.first; w != nil; w = w.next {
+			if w.allowIdle && w.key == b.key {
+				b.lastUsed = time.Now()
+				p.grantLocked(w, b, &a)
+				return
+			}
+		}
+		n := 0
+		for _, x := range pl.idle {
+			if x.key == b.key {
+				n++
+			}
+		}
+		if n < cfg.MaxPool {
+			p.pushIdleLocked(b)
+			p.grantWaitersLocked(cfg, &a)
+			return
+		}
+	}
+	p.open--
+	a.close = append(a.close, b)
+	p.grantWaitersLocked(cfg, &a)
+}
+
+// closeIdle closes idle backends matching drop (nil: all).
+func (p *pools) closeIdle(drop func(*backend) bool) int {
+	cfg := p.cfg()
+	var a after
+	p.mu.Lock()
+	for b := p.head; b != nil; {
+		next := b.next
+		if drop == nil || drop(b) {
+			p.removeIdleLocked(b, &a)
+			p.open--
+			a.close = append(a.close, b)
+		}
+		b = next
+	}
+	n := len(a.close)
+	p.grantWaitersLocked(cfg, &a)
+	p.unlock(&a)
+	return n
+}
+
+// checkout returns an idle backend for key on t's primary, or nil with a
+// reservation to open a new one (call pools.opened or cancelReservation).
+// While every backend connection is busy it waits in key's pool, until
+// ctx ends or the router stops.
+func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowIdle bool) (*backend, error) {
+	granted := make(chan struct{}, 1)
+	w := &waiter{key: key, allowIdle: allowIdle, notify: func() { granted <- struct{}{} }}
+	be, queued := r.pools.checkout(w, t.PrimaryNode())
+	if queued {
+		var err error
+		select {
+		case <-granted:
+		case <-ctx.Done():
+			err = errorf(codeTooManyBackends, "pgwrt: all %d backend connections are busy", r.config().MaxBackendConnections)
+		case <-r.stopping:
+			err = errorf(codeShutdown, "pgwrt is shutting down")
+		}
+		b, ok := r.pools.cancelWait(w)
+		if err != nil {
+			if ok { // granted as we gave up: pass it on
+				if b != nil {
+					r.release(b, true)
+				} else {
+					r.pools.cancelReservation()
+				}
+			}
+			return nil, err
+		}
+		be = b
+	}
+	if be != nil {
+		r.metrics.reused.Inc()
+	}
+	return be, nil
 }
 
 // release takes back a backend a session is done with. reusable says it is
 // at a clean ReadyForQuery boundary, reset, and on the current primary.
 func (r *Router) release(b *backend, reusable bool) {
-	p := r.pools
 	cfg := r.config()
 	if reusable && (cfg.MaxPool == 0 || !b.fitFor(r.Topology().PrimaryNode(), cfg, time.Now())) {
 		reusable = false
 	}
-	p.mu.Lock()
-	if reusable && len(p.idle[b.key]) < cfg.MaxPool {
-		b.lastUsed = time.Now()
-		p.idle[b.key] = append(p.idle[b.key], b)
-		p.lruPush(b)
-		p.signalLocked()
-		p.mu.Unlock()
-		return
-	}
-	p.open--
-	p.signalLocked()
-	p.mu.Unlock()
-	b.close()
+	r.pools.release(b, reusable)
 }
 
 // closeIdle closes idle backends matching drop (nil: all).
 func (r *Router) closeIdle(drop func(*backend) bool) int {
-	p := r.pools
-	var out []*backend
-	p.mu.Lock()
-	for b := p.head; b != nil; {
-		next := b.next
-		if drop == nil || drop(b) {
-			p.removeIdleLocked(b)
-			p.open--
-			out = append(out, b)
-		}
-		b = next
-	}
-	if len(out) > 0 {
-		p.signalLocked()
-	}
-	p.mu.Unlock()
-	for _, b := range out {
-		b.close()
-	}
-	return len(out)
+	return r.pools.closeIdle(drop)
 }
 
 // poolStats is a point-in-time count for status pages.
@@ -212,9 +446,36 @@ type poolStats struct {
 func (p *pools) stats() poolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, l := range p.idle {
-		n += len(l)
+	return poolStats{Open: p.open, Idle: p.idle}
+}
+
+// PoolStats is one pool as SHOW POOLS shows it. A session holds one
+// backend, so ClActive and SvActive are the same count.
+type PoolStats struct {
+	Database, User string
+	ClActive       int           // sessions holding a backend of this pool
+	ClWaiting      int           // clients waiting for a backend
+	SvActive       int           // backends checked out to sessions
+	SvIdle         int           // backends cached for the next client
+	MaxWait        time.Duration // how long the oldest waiter has waited
+}
+
+// list is a snapshot of every pool, by database then user.
+func (p *pools) list() []PoolStats {
+	now := time.Now()
+	p.mu.Lock()
+	out := make([]PoolStats, 0, len(p.byID))
+	for _, pl := range p.byID {
+		s := PoolStats{Database: pl.id.database, User: pl.id.user, ClActive: pl.active, ClWaiting: pl.nwait,
+			SvActive: pl.active, SvIdle: len(pl.idle)}
+		if pl.first != nil {
+			s.MaxWait = now.Sub(pl.first.since)
+		}
+		out = append(out, s)
 	}
-	return poolStats{Open: p.open, Idle: n}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b PoolStats) int {
+		return cmp.Or(strings.Compare(a.Database, b.Database), strings.Compare(a.User, b.User))
+	})
+	return out
 }

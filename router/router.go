@@ -58,13 +58,13 @@ func New(cfg *config.Config, log *slog.Logger) *Router {
 	r := &Router{
 		log:      log,
 		slots:    newSlots(cfg.MaxClients, cfg.BufferSize),
-		pools:    newPools(),
 		sessions: newSessions(),
 		scram:    scram.NewCache(256),
 		verified: make(map[string]verified),
 		conns:    make(map[net.Conn]struct{}),
 		stopping: make(chan struct{}),
 	}
+	r.pools = newPools(r.config)
 	rand.Read(r.pepper[:])
 	r.cfg.Store(cfg)
 	r.ev.engine = cfg.IOEngine
