@@ -95,8 +95,8 @@ func TestParseTOML(t *testing.T) {
 		{"http_listen = \"8080\"" + bk, `t.toml:1: http_listen: "8080" is not host:port (e.g. "0.0.0.0:5432", "[::]:5432", ":5432")`},
 
 		// Choices and counts.
-		{"pool_mode = \"transaction\"" + bk, `t.toml:1: pool_mode: "transaction" is not supported yet; use "session"`},
-		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session"`},
+		{"pool_mode = \"transaction\"" + bk, ""},
+		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
 		{"log_level = \"trace\"" + bk, `t.toml:1: log_level: "trace" is not one of debug, info, warn, error`},
 		{"\nio_engine = \"kqueue\"" + bk, `t.toml:2: io_engine: "kqueue" is not one of auto, io_uring, epoll, goroutines`},
 		{"max_clients = 0" + bk, `t.toml:1: max_clients: must be at least 1, not 0`},

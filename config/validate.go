@@ -18,11 +18,9 @@ func (c *Config) Validate() error {
 	v.hostPort("listen", c.Listen, false)
 	v.hostPort("http_listen", c.HTTPListen, true)
 	switch c.PoolMode {
-	case "session":
-	case "transaction":
-		v.bad("pool_mode", `"transaction" is not supported yet; use "session"`)
+	case "session", "transaction":
 	default:
-		v.bad("pool_mode", `%s is not a pool mode; use "session"`, quote(c.PoolMode))
+		v.bad("pool_mode", `%s is not a pool mode; use "session" or "transaction"`, quote(c.PoolMode))
 	}
 	switch c.IOEngine {
 	case "auto", "io_uring", "epoll", "goroutines":

@@ -193,11 +193,38 @@ func (s *session) serve(cfg *config.Config) error {
 	// Holding for a primary can take failover_wait: no client deadline
 	// while the client has nothing to say (relayAuth sets its own).
 	s.conn.SetDeadline(time.Time{})
-	var be *backend
+	be, err := s.primaryBackend(cfg, lp, allowIdle)
+	if err != nil {
+		return err
+	}
+	if err := s.handover(be); err != nil {
+		r.release(be, false)
+		s.setBackend(nil)
+		return err
+	}
+	if cfg.PoolMode == poolTransaction {
+		return s.serveTransactions(cfg, lp, allowIdle, be)
+	}
+	l := newLink(s, be)
+	reusable := s.forward(l)
+	l.done()
+	s.setBackend(nil)
+	if reusable {
+		reusable = s.resetBackend(be, l.t.status())
+	}
+	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
+	r.release(be, reusable)
+	return nil
+}
+
+// primaryBackend gets the client a backend on the primary and makes it the
+// session's current one (for cancel and for kill).
+func (s *session) primaryBackend(cfg *config.Config, lp loginParams, allowIdle bool) (*backend, error) {
+	r := s.r
 	for {
 		b, fresh, err := s.acquireBackend(cfg, lp, allowIdle)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if lp.fromClient && fresh {
 			r.rememberPassword(s.user, lp.password)
@@ -207,26 +234,11 @@ func (s *session) serve(cfg *config.Config) error {
 		// may have looked at the sessions before b was ours: check again
 		// now that it is visible to it.
 		if p := r.Topology().PrimaryNode(); p != nil && p.Name == b.node {
-			be = b
-			break
+			return b, nil
 		}
 		s.setBackend(nil)
 		r.release(b, false)
 	}
-	if err := s.handover(be); err != nil {
-		r.release(be, false)
-		s.setBackend(nil)
-		return err
-	}
-	l := newLink(s, be)
-	reusable := s.forward(l)
-	s.setBackend(nil)
-	if reusable {
-		reusable = s.resetBackend(be, l.t.status())
-	}
-	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
-	r.release(be, reusable)
-	return nil
 }
 
 // acquireBackend finds the primary (holding the client up to failover_wait

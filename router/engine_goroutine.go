@@ -29,6 +29,8 @@ func (goroutineEngine) forward(l *link) (reusable, handled bool) {
 			// wake the client copier.
 			var cw *clientWriteError
 			switch {
+			case err == errDetached:
+				l.setEnd(endDetached, nil)
 			case errors.As(err, &cw):
 				l.setEnd(endClientGone, err)
 			case errors.Is(err, errMalformedServer):
@@ -44,6 +46,8 @@ func (goroutineEngine) forward(l *link) (reusable, handled bool) {
 	clientDone.Store(true)
 	var bw *backendWriteError
 	switch {
+	case cerr == errDetached:
+		l.setEnd(endDetached, nil)
 	case cerr == errTerminate:
 		l.setEnd(endTerminate, nil)
 	case errors.Is(cerr, errMalformedClient):
@@ -63,7 +67,7 @@ func (goroutineEngine) forward(l *link) (reusable, handled bool) {
 	// error of its own (the client copier writes synchronously, so all
 	// it took has gone).
 	var ne net.Error
-	serverWoken := errors.As(serr, &ne) && ne.Timeout()
+	serverWoken := errors.As(serr, &ne) && ne.Timeout() || serr == errDetached
 	msg, reusable := l.outcome(serverWoken)
 	if msg != nil {
 		s.writeError(msg)
@@ -86,8 +90,13 @@ func (c *serverCopier) run() error {
 			if ferr != nil {
 				return ferr
 			}
+			detach := l.detachAt()
 			if werr := l.s.writeFromServer(buf[:n], l.t.server.atBoundary()); werr != nil {
 				return werr
+			}
+			if detach {
+				l.s.conn.SetReadDeadline(time.Now()) // wake the client side
+				return errDetached
 			}
 		}
 		if err != nil {
@@ -107,36 +116,72 @@ var errTerminate = errorf(codeProtocol, "terminate")
 func (c *clientCopier) run() error {
 	l := c.l
 	buf := l.cbuf
-	have := 0 // bytes carried over at the front of buf, not yet scanned
+	end := copy(buf, l.carry) // bytes read before this link, not yet scanned
 	for {
-		n, err := l.s.conn.Read(buf[have:])
-		if n > 0 {
-			end, start := have+n, 0
-		scan:
-			for {
-				k, act, m := l.t.scanClient(buf[start:end])
-				if werr := c.forward(buf[start : start+k]); werr != nil {
-					return werr
-				}
-				start += k
-				switch act {
-				case cliTerminate:
-					return errTerminate
-				case cliMalformed:
-					return errMalformedClient
-				case cliIntercept:
-					start += m
-					if werr := l.s.showPoolNodes(l.t.status()); werr != nil {
-						return werr
-					}
-				default:
-					break scan
-				}
+		if end > 0 {
+			start, err := c.pass(buf[:end])
+			if err == errDetached {
+				l.leftover = append(l.leftover[:0], buf[start:end]...)
 			}
-			have = copy(buf, buf[start:end])
+			if err != nil {
+				return err
+			}
+			end = copy(buf, buf[start:end])
 		}
-		if err != nil {
+		n, err := l.s.conn.Read(buf[end:])
+		end += n
+		if n == 0 && err != nil {
+			if l.txn && l.isDetached() {
+				l.leftover = append(l.leftover[:0], buf[:end]...)
+				return errDetached
+			}
 			return err
+		}
+	}
+}
+
+// pass scans b and passes what the tracker lets through; it returns how
+// many bytes of b it used (the rest waits for more input, or for the next
+// link once detached).
+func (c *clientCopier) pass(b []byte) (int, error) {
+	l := c.l
+	start := 0
+	for {
+		if l.txn {
+			l.mu.Lock()
+			if l.detached {
+				l.mu.Unlock()
+				return start, errDetached
+			}
+		}
+		k, act, m := l.t.scanClient(b[start:])
+		if l.txn {
+			l.inflight++
+			l.mu.Unlock()
+		}
+		werr := c.forward(b[start : start+k])
+		if l.txn {
+			l.mu.Lock()
+			l.inflight--
+			l.gone.Broadcast()
+			l.mu.Unlock()
+		}
+		if werr != nil {
+			return start, werr
+		}
+		start += k
+		switch act {
+		case cliTerminate:
+			return start, errTerminate
+		case cliMalformed:
+			return start, errMalformedClient
+		case cliIntercept:
+			start += m
+			if werr := l.s.showPoolNodes(l.t.status()); werr != nil {
+				return start, werr
+			}
+		default:
+			return start, nil
 		}
 	}
 }

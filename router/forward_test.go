@@ -59,8 +59,8 @@ func newForwardSession(t testing.TB, bufSize int, mode string) *pipeSession {
 		cl, cs = net.Pipe()
 		sv, ss = net.Pipe()
 	}
-	sl := &slot{cbuf: make([]byte, bufSize), sbuf: make([]byte, bufSize)}
-	s := &session{r: r, conn: cs, slot: sl, atBoundary: true}
+	r.bufs = newBufs(1, bufSize)
+	s := &session{r: r, conn: cs, slot: &slot{}, atBoundary: true}
 	be := &backend{conn: ss, node: "n1", params: map[string]string{}}
 	return &pipeSession{s: s, be: be, client: cl, server: sv, clientSide: cs, serverSide: ss, mode: mode}
 }

@@ -14,11 +14,28 @@ type link struct {
 	s    *session
 	be   *backend
 	t    tracker
+	pair []byte    // the buffers below, as bufs handed them out
 	cbuf []byte    // client → server
 	sbuf []byte    // server → client
 	why  endReason // why the flow ended
 	err  error
 	once sync.Once
+
+	// Transaction mode: the link ends (endDetached) at the first safe
+	// point where the transaction status is 'I'. carry are client bytes
+	// an earlier link read and did not pass, passed first; leftover are
+	// those this link leaves.
+	txn      bool
+	carry    []byte
+	leftover []byte
+	// With the goroutine engine the two streams run on two goroutines:
+	// mu orders the client side's scans with the server side's decision
+	// to detach, and inflight counts scanned bytes still being written to
+	// the server (the decision waits for them).
+	mu       sync.Mutex
+	gone     sync.Cond
+	inflight int
+	detached bool
 
 	// stop ends the link from outside (primary moved, shutdown), set by
 	// the engine before the link starts; false when it can no longer
@@ -27,9 +44,19 @@ type link struct {
 }
 
 func newLink(s *session, be *backend) *link {
-	l := &link{s: s, be: be, cbuf: s.slot.cbuf, sbuf: s.slot.sbuf}
+	l := &link{s: s, be: be, pair: s.r.bufs.get()}
+	l.cbuf, l.sbuf = s.r.bufs.split(l.pair)
 	l.t.reset('I')
+	l.gone.L = &l.mu
 	return l
+}
+
+// done gives the link's buffers back; the engine has let go of them.
+func (l *link) done() {
+	if l.pair != nil {
+		l.s.r.bufs.put(l.pair)
+		l.pair, l.cbuf, l.sbuf = nil, nil, nil
+	}
 }
 
 // Why a link ended.
@@ -44,6 +71,7 @@ const (
 	endServerMalformed                      // backend sent a bad message length
 	endKilled                               // ended from outside (primary moved, shutdown)
 	endLoopFailed                           // the engine itself failed
+	endDetached                             // transaction mode: a safe point with status 'I'
 )
 
 func (r endReason) String() string {
@@ -64,6 +92,8 @@ func (r endReason) String() string {
 		return "killed"
 	case endLoopFailed:
 		return "loop failed"
+	case endDetached:
+		return "detached"
 	}
 	return "?"
 }
@@ -71,6 +101,26 @@ func (r endReason) String() string {
 // setEnd records why the link ends; the first reason wins.
 func (l *link) setEnd(reason endReason, err error) {
 	l.once.Do(func() { l.why, l.err = reason, err })
+}
+
+// detachAt decides, on the server side after a chunk, whether a
+// transaction-mode link detaches here: a safe point with status 'I', after
+// any client bytes being written have gone. From then on the client side
+// passes nothing more to this backend.
+func (l *link) detachAt() bool {
+	if !l.txn || l.t.status() != 'I' || !l.t.server.atBoundary() {
+		return false
+	}
+	l.mu.Lock()
+	for l.inflight > 0 {
+		l.gone.Wait()
+	}
+	if l.t.safePoint() && l.t.status() == 'I' {
+		l.detached = true
+	}
+	d := l.detached
+	l.mu.Unlock()
+	return d
 }
 
 // serverEvents acts on what the server tracker saw in a chunk: a FATAL
@@ -108,6 +158,8 @@ func (l *link) outcome(clean bool) (msg error, reusable bool) {
 		msg = errMalformedClient
 	case endTerminate, endClientGone:
 		reusable = !killed && clean && l.t.safePoint()
+	case endDetached:
+		reusable = !killed && clean && l.t.safePoint() && l.t.status() == 'I'
 	}
 	return msg, reusable
 }
@@ -125,4 +177,10 @@ func (s *session) serverLost(l *link, err error) error {
 		return nil
 	}
 	return errorf(codeBackendLost, "pgwrt: server connection lost")
+}
+
+func (l *link) isDetached() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.detached
 }

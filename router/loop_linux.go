@@ -367,6 +367,10 @@ func dupConn(c net.Conn) (int, bool) {
 // has been touched then.
 func forwardOn(lp fwdLoop, l *link) (reusable, handled bool) {
 	s, be := l.s, l.be
+	if l.txn {
+		// Not yet: a transaction-mode link forwards with goroutines.
+		return false, false
+	}
 	cfd, ok := dupConn(s.conn)
 	if !ok {
 		return false, false

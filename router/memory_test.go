@@ -95,3 +95,38 @@ func BenchmarkMemoryPerSession(b *testing.B) {
 	b.ReportMetric(float64(2*cfg.BufferSize), "B/slot-buffers")
 	b.Logf("per connected session (beyond slot buffers): %.0f B; per idle cached backend: %.0f B; slot buffers: %d B", perSession, perIdle, 2*cfg.BufferSize)
 }
+
+// BenchmarkMemoryIdleTransactionClients measures what a connected client
+// that sits between transactions costs in transaction mode: no buffers (they
+// go with links), no backend; its session and its parked goroutine. 1000
+// such clients share a pool of 20. Reported as custom metrics; b.N is not
+// used.
+func BenchmarkMemoryIdleTransactionClients(b *testing.B) {
+	c := shared(b)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.MaxClients = 1100
+	cfg.MaxBackendConnections = 20
+	cfg.MaxPool = 20
+	tr := startRouter(b, cfg)
+	for i := 0; i < 2; i++ {
+		rawLogin(b, tr.addr).Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	base := heapAndStacks()
+	const n = 1000
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		conns = append(conns, rawLogin(b, tr.addr))
+	}
+	time.Sleep(200 * time.Millisecond)
+	with := heapAndStacks()
+	st := tr.pools.stats()
+	for _, cn := range conns {
+		cn.Close()
+	}
+	per := float64(int64(with)-int64(base)) / n
+	b.ReportMetric(per, "B/idle-client")
+	b.ReportMetric(float64(st.Open), "backends")
+	b.Logf("%d idle clients in transaction mode: %.0f B each (heap and stacks), %d backends open", n, per, st.Open)
+}

@@ -33,7 +33,7 @@ func (r *Router) Reload(cfg *config.Config) error {
 	}
 	r.cfg.Store(cfg)
 	if cfg.MaxClients != old.MaxClients {
-		r.slots.resize(cfg.MaxClients, cfg.BufferSize)
+		r.slots.resize(cfg.MaxClients)
 	}
 
 	r.topoMu.Lock()

@@ -24,6 +24,7 @@ type Router struct {
 	cfg      atomic.Pointer[config.Config]
 	log      *slog.Logger
 	slots    *slots
+	bufs     *bufs
 	pools    *pools
 	sessions *sessions
 	scram    *scram.Cache
@@ -57,7 +58,8 @@ func New(cfg *config.Config, log *slog.Logger) *Router {
 	}
 	r := &Router{
 		log:      log,
-		slots:    newSlots(cfg.MaxClients, cfg.BufferSize),
+		slots:    newSlots(cfg.MaxClients),
+		bufs:     newBufs(min(cfg.MaxClients, cfg.MaxBackendConnections), cfg.BufferSize),
 		sessions: newSessions(),
 		scram:    scram.NewCache(256),
 		verified: make(map[string]verified),

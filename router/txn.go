@@ -1,0 +1,102 @@
+package router
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"pgwrt/config"
+)
+
+// Transaction pooling: a client holds a backend only from the first
+// message of a transaction to the ReadyForQuery with status 'I' that ends
+// it (the tracker's safe point); in between it holds nothing but its socket
+// and its session. Each transaction is a link of its own, on whatever
+// backend the pool hands out then: after a switchover that is one on the
+// new primary, so a client that was idle never notices.
+
+// The pool modes.
+const (
+	poolSession     = "session"
+	poolTransaction = "transaction"
+)
+
+// errDetached is how the copiers report that the link reached its safe
+// point in transaction mode.
+var errDetached = errors.New("link detached at a safe point")
+
+// serveTransactions runs a logged-in client in transaction mode. be is the
+// backend its login was handed over from; it goes back to the pool at once.
+func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdle bool, be *backend) error {
+	r := s.r
+	s.setBackend(nil)
+	r.release(be, true)
+	var carry []byte // client bytes read by the last link and not passed
+	for {
+		if len(carry) == 0 {
+			if err := waitReadable(s.conn); err != nil {
+				return nil // the client left (or was ended) between transactions
+			}
+		}
+		if s.killed.Load() {
+			return nil
+		}
+		be, err := s.primaryBackend(r.config(), lp, allowIdle)
+		if err != nil {
+			return err
+		}
+		l := newLink(s, be)
+		l.txn = true
+		l.carry = carry
+		reusable := s.forward(l)
+		l.done()
+		s.setBackend(nil)
+		s.conn.SetReadDeadline(time.Time{})
+		if l.why == endDetached {
+			carry = append(carry[:0], l.leftover...)
+			r.release(be, reusable)
+			continue
+		}
+		if reusable {
+			reusable = s.resetBackend(be, l.t.status())
+		}
+		r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
+		r.release(be, reusable)
+		return nil
+	}
+}
+
+// waitReadable waits, without reading, until c has bytes (or an end) to
+// read. A socket is asked with a peek, so nothing is taken from it and no
+// buffer is held while the client is idle.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return errors.New("connection cannot be waited on")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case n > 0:
+			return true
+		case err == syscall.EAGAIN || err == syscall.EINTR:
+			return false // Read waits for the socket to become readable
+		case err == nil:
+			perr = io.EOF
+		default:
+			perr = err
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	return perr
+}

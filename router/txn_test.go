@@ -1,0 +1,236 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"pgwrt/config"
+	"pgwrt/internal/pglab"
+)
+
+// txnConnect opens a pgx connection through tr that speaks the simple
+// protocol or the extended one with unnamed statements (protocol-level
+// named statements are not shared across backends yet).
+func txnConnect(t testing.TB, tr *testRouter, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cc, err := pgx.ParseConfig(tr.dsn(pglab.AppUser, pglab.AppPassword, pglab.AppDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.DefaultQueryExecMode = mode
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		t.Fatalf("connect through pgwrt: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// TestTransactionPooling: 16 clients share 3 backends in transaction mode.
+// Every transaction commits what it wrote, multi-statement transactions
+// stay on one backend from BEGIN to COMMIT, a client's transactions move
+// between backends, and never more than the cap are open.
+func TestTransactionPooling(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.MaxBackendConnections = 3
+	cfg.MaxPool = 3
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	admin := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	if _, err := admin.Exec(ctx, "DROP TABLE IF EXISTS txn_ledger; CREATE TABLE txn_ledger(client int, n int, pid int)"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(ctx) // its pgx connection stays open in pgwrt; only its backend matters
+
+	const clients, rounds = 16, 30
+	var wg sync.WaitGroup
+	pidsByClient := make([]map[int]bool, clients)
+	for i := 0; i < clients; i++ {
+		mode := pgx.QueryExecModeSimpleProtocol
+		if i%2 == 1 {
+			mode = pgx.QueryExecModeExec // extended protocol, unnamed statements
+		}
+		conn := txnConnect(t, tr, mode)
+		pidsByClient[i] = map[int]bool{}
+		wg.Add(1)
+		go func(i int, conn *pgx.Conn) {
+			defer wg.Done()
+			for n := 0; n < rounds; n++ {
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					t.Errorf("client %d: begin: %v", i, err)
+					return
+				}
+				var pid1, pid2 int
+				if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid1); err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				if _, err := tx.Exec(ctx, "INSERT INTO txn_ledger VALUES ($1, $2, pg_backend_pid())", i, n); err != nil {
+					t.Errorf("client %d: insert: %v", i, err)
+					return
+				}
+				if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid2); err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				if pid1 != pid2 {
+					t.Errorf("client %d: one transaction ran on backends %d and %d", i, pid1, pid2)
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Errorf("client %d: commit: %v", i, err)
+					return
+				}
+				pidsByClient[i][pid1] = true
+				// And a statement outside any transaction block.
+				var one int
+				if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+					t.Errorf("client %d: select 1: %v", i, err)
+					return
+				}
+				if s := tr.pools.stats(); s.Open > cfg.MaxBackendConnections {
+					t.Errorf("%d backends open, cap %d", s.Open, cfg.MaxBackendConnections)
+				}
+			}
+		}(i, conn)
+	}
+	wg.Wait()
+	check := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	var rows, distinct int
+	if err := check.QueryRow(ctx, "SELECT count(*), count(DISTINCT (client, n)) FROM txn_ledger").Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != clients*rounds || distinct != clients*rounds {
+		t.Fatalf("ledger has %d rows (%d distinct), want %d", rows, distinct, clients*rounds)
+	}
+	moved := 0
+	for _, p := range pidsByClient {
+		if len(p) > 1 {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no client's transactions ran on more than one backend: not transaction pooling")
+	}
+	t.Logf("%d clients over %d backends: %d clients ran on more than one backend", clients, cfg.MaxBackendConnections, moved)
+}
+
+// TestTransactionIdleCancel: a CancelRequest for a client between
+// transactions does nothing; one for a client in a query cancels that
+// query on the backend it runs on now.
+func TestTransactionCancel(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	conn := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	if err := conn.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatalf("cancel while idle: %v", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		conn.PgConn().CancelRequest(ctx)
+	}()
+	_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
+	if pgCode(err) != "57014" {
+		t.Fatalf("want 57014, got %v", err)
+	}
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+// TestTransactionPipelined: a client that sends several queries before
+// reading any answer (pgx's batch in simple protocol) gets every answer
+// in order, and the backend is not given to anyone else in between.
+func TestTransactionPipelined(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.MaxBackendConnections = 2
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		conn := txnConnect(t, tr, mode)
+		b := &pgx.Batch{}
+		for i := 0; i < 50; i++ {
+			b.Queue(fmt.Sprintf("SELECT %d", i))
+		}
+		res := conn.SendBatch(ctx, b)
+		for i := 0; i < 50; i++ {
+			var got int
+			if err := res.QueryRow().Scan(&got); err != nil || got != i {
+				t.Fatalf("mode %v: answer %d: %d, %v", mode, i, got, err)
+			}
+		}
+		if err := res.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTransactionSwitchover: the primary stops and a standby is promoted
+// while clients sit between transactions. In transaction mode none of them
+// notices: each one's next statement is held while there is no primary
+// and runs on the new one, with no error. (In session mode each would get
+// one 57P01.)
+func TestTransactionSwitchover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pglab.StartT(t, pglab.Options{})
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.HealthCheckPeriod = config.Duration(500 * time.Millisecond)
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	old, next := c.Nodes[0], c.Nodes[1]
+	var conns []*pgx.Conn
+	for i := 0; i < 8; i++ {
+		mode := pgx.QueryExecModeSimpleProtocol
+		if i%2 == 1 {
+			mode = pgx.QueryExecModeExec
+		}
+		cn := txnConnect(t, tr, mode)
+		if got := serverPort(t, cn); got != old.Port {
+			t.Fatalf("client %d on port %d before the switchover, primary %d", i, got, old.Port)
+		}
+		conns = append(conns, cn)
+	}
+	if err := old.StopFast(); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i, cn := range conns {
+		wg.Add(1)
+		go func(i int, cn *pgx.Conn) {
+			defer wg.Done()
+			var port int
+			if err := cn.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port); err != nil {
+				t.Errorf("idle client %d saw the switchover: %v", i, err)
+				return
+			}
+			if port != next.Port {
+				t.Errorf("idle client %d on port %d after the switchover, new primary %d", i, port, next.Port)
+			}
+			if _, err := cn.Exec(ctx, fmt.Sprintf("CREATE TABLE after_switchover_%d (x int)", i)); err != nil {
+				t.Errorf("idle client %d cannot write on the new primary: %v", i, err)
+			}
+		}(i, cn)
+	}
+	wg.Wait()
+}
