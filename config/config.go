@@ -21,7 +21,11 @@ type Config struct {
 	FreeBind bool `toml:"freebind"`
 
 	// PoolMode is "session" (the backend stays with the client until it
-	// leaves).
+	// leaves) or "transaction" (the backend goes back to its pool at the
+	// end of each transaction). A [[user]] may override it: use PoolModeFor.
+	// Transaction pooling is being built: the router accepts the value and
+	// still pools by session. A reload applies it to clients that connect
+	// afterwards.
 	PoolMode string `toml:"pool_mode"`
 	// MaxClients is the number of client slots (pgpool's num_init_children).
 	MaxClients int `toml:"max_clients"`
@@ -118,11 +122,33 @@ type HBARule struct {
 }
 
 // User is a stored credential pgwrt uses to log in to backends on behalf of
-// clients it does not ask for a password (method trust).
+// clients it does not ask for a password (method trust), and the pool
+// mode of that user's clients where it differs from the global one.
 type User struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
+	// PoolMode overrides Config.PoolMode for this user; "" keeps it.
+	PoolMode string `toml:"pool_mode"`
 	Line     int    `toml:"-"`
+}
+
+// user returns the [[user]] called name, or nil.
+func (c *Config) user(name string) *User {
+	for i := range c.Users {
+		if c.Users[i].Name == name {
+			return &c.Users[i]
+		}
+	}
+	return nil
+}
+
+// PoolModeFor is the pool mode of the clients of user: its [[user]]
+// pool_mode when it has one, else the global pool_mode.
+func (c *Config) PoolModeFor(user string) string {
+	if u := c.user(user); u != nil && u.PoolMode != "" {
+		return u.PoolMode
+	}
+	return c.PoolMode
 }
 
 // Default returns the configuration every omitted option falls back to. The

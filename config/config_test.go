@@ -41,6 +41,7 @@ func TestParseTOML(t *testing.T) {
 			"[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"fd00::/8\"\nmethod = \"reject\"\n" +
 			"[[user]]\nname = \"app\"\npassword = \"x\"" + bk, ""},
 		{"'listen' = \"[::]:5432\"\n\"log_level\" = \"warn\"" + bk, ""},
+		{"pool_mode = \"transaction\"\nmax_backend_connections = 20" + bk, ""},
 
 		// Syntax: the TOML parser's message at its line.
 		{"listen = \n" + bk, `t.toml:1: listen: expected value but found '\n' instead`},
@@ -95,8 +96,10 @@ func TestParseTOML(t *testing.T) {
 		{"http_listen = \"8080\"" + bk, `t.toml:1: http_listen: "8080" is not host:port (e.g. "0.0.0.0:5432", "[::]:5432", ":5432")`},
 
 		// Choices and counts.
-		{"pool_mode = \"transaction\"" + bk, `t.toml:1: pool_mode: "transaction" is not supported yet; use "session"`},
-		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session"`},
+		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = \"Transaction\"" + bk, `t.toml:1: pool_mode: "Transaction" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = \"\"" + bk, `t.toml:1: pool_mode: "" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = 1" + bk, `t.toml:1: pool_mode: must be a string, not an integer`},
 		{"log_level = \"trace\"" + bk, `t.toml:1: log_level: "trace" is not one of debug, info, warn, error`},
 		{"\nio_engine = \"kqueue\"" + bk, `t.toml:2: io_engine: "kqueue" is not one of auto, io_uring, epoll, goroutines`},
 		{"max_clients = 0" + bk, `t.toml:1: max_clients: must be at least 1, not 0`},
@@ -144,6 +147,11 @@ func TestParseTOML(t *testing.T) {
 		// Users.
 		{"[[user]]\npassword = \"x\"" + bk, `t.toml:1: user.name: must be set`},
 		{"[[user]]\nname = \"a\"\n[[user]]\nname = \"a\"" + bk, `t.toml:4: user.name: "a" is defined twice (lines 1 and 3)`},
+		{"[[user]]\nname = \"a\"\npool_mode = \"statement\"" + bk, `t.toml:3: user.pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"[[user]]\nname = \"a\"\npool_mode = \"\"" + bk, `t.toml:3: user.pool_mode: "" is not a pool mode; use "session" or "transaction"`},
+		{"[[user]]\nname = \"a\"\npool_mode = true" + bk, `t.toml:3: user.pool_mode: must be a string, not a boolean`},
+		{"[[user]]\npool_mode = \"x\"" + bk,
+			"t.toml:1: user.name: must be set\nt.toml:2: user.pool_mode: \"x\" is not a pool mode; use \"session\" or \"transaction\""},
 
 		// The line index is not fooled by multi-line values.
 		{"server_reset_query = \"\"\"\nmax_clients = 1\n[[backend]]\"\"\"\nhba = [\n  { max_clients = 2 },\n]\nmax_clients = 0" + bk,
@@ -341,6 +349,12 @@ func TestDiff(t *testing.T) {
 			c.HealthCheckPeriod = Duration(2 * time.Second)
 			c.LogLevel = "debug"
 		}, Change{Options: []string{"max_pool", "health_check_period", "log_level"}}},
+		{"transaction pooling", func(c *Config) {
+			c.PoolMode = "transaction"
+		}, Change{Options: []string{"pool_mode"}}},
+		{"a user's pool", func(c *Config) {
+			c.Users = []User{{Name: "app", PoolMode: "transaction"}}
+		}, Change{Options: []string{"user"}}},
 		{"hba and users", func(c *Config) {
 			c.HBA[0].Method = "trust"
 			c.Users = []User{{Name: "app"}}
@@ -349,6 +363,9 @@ func TestDiff(t *testing.T) {
 	for _, tc := range tests {
 		c := base()
 		tc.change(c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 		got := Diff(base(), c)
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: Diff = %+v, want %+v", tc.name, got, tc.want)
@@ -356,6 +373,25 @@ func TestDiff(t *testing.T) {
 		if got.Empty() != reflect.DeepEqual(tc.want, Change{}) {
 			t.Errorf("%s: Empty() = %v", tc.name, got.Empty())
 		}
+	}
+}
+
+// TestPoolModeFor: a [[user]]'s pool_mode overrides the global one for
+// that user only, and an unset one ("") keeps the global value.
+func TestPoolModeFor(t *testing.T) {
+	c, err := ParseTOML("p.toml", []byte("pool_mode = \"transaction\"\n"+
+		"[[user]]\nname = \"report\"\npool_mode = \"session\"\n"+
+		"[[user]]\nname = \"app\"\npassword = \"x\""+bk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]string{"report": "session", "app": "transaction", "nobody": "transaction", "": "transaction"} {
+		if got := c.PoolModeFor(user); got != want {
+			t.Errorf("PoolModeFor(%q) = %q, want %q", user, got, want)
+		}
+	}
+	if got := Default().PoolModeFor("app"); got != "session" {
+		t.Errorf("default PoolModeFor = %q", got)
 	}
 }
 

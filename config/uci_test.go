@@ -22,6 +22,11 @@ func TestParseUCI(t *testing.T) {
 		{"config backend 'pg1'\n\toption host '10.0.0.1'\nconfig backend\n\toption host '10.0.0.2'\n\toption port '6432'\n" +
 			"config hba\n\toption database 'all'\n\toption user 'all'\n\toption address '192.168.1.0/24'\n\toption method 'trust'\n" +
 			"config user\n\toption name 'app'\n\toption password 'x'", ""},
+		{"config pgwrt 'main'\n\toption pool_mode 'transaction'" + be, ""},
+		{"config user 'batch'\n\toption name 'batch'\n\toption pool_mode 'transaction'" + be, ""},
+		{"config pgwrt 'main'\n\toption pool_mode 'statement'" + be, `u:2: pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"config user\n\toption name 'app'\n\toption pool_mode 'Transaction'" + be, `u:3: user.pool_mode: "Transaction" is not a pool mode; use "session" or "transaction"`},
+		{"config user\n\toption name 'app'\n\tlist pool_mode 'session'" + be, `u:3: user.pool_mode: must be an option, not a list`},
 
 		{"config pgwrt 'main'\n\toption listen 'x'" + be, `u:2: listen: "x" is not host:port (e.g. "0.0.0.0:5432", "[::]:5432", ":5432")`},
 		{"config pgwrt 'main'\n\toption bogus '1'" + be, `u:2: bogus: unknown option`},

@@ -17,12 +17,8 @@ func (c *Config) Validate() error {
 
 	v.hostPort("listen", c.Listen, false)
 	v.hostPort("http_listen", c.HTTPListen, true)
-	switch c.PoolMode {
-	case "session":
-	case "transaction":
-		v.bad("pool_mode", `"transaction" is not supported yet; use "session"`)
-	default:
-		v.bad("pool_mode", `%s is not a pool mode; use "session"`, quote(c.PoolMode))
+	if msg := checkPoolMode(c.PoolMode); msg != "" {
+		v.bad("pool_mode", "%s", msg)
 	}
 	switch c.IOEngine {
 	case "auto", "io_uring", "epoll", "goroutines":
@@ -239,11 +235,37 @@ func (v *validator) hba() {
 	}
 }
 
+// checkPoolMode says what is wrong with a pool_mode value, or "".
+func checkPoolMode(mode string) string {
+	switch mode {
+	case "session", "transaction":
+		return ""
+	}
+	return fmt.Sprintf(`%s is not a pool mode; use "session" or "transaction"`, quote(mode))
+}
+
+// written reports whether key of element i of list was written in the file
+// (false for a Config built in code).
+func (v *validator) written(list string, i, header int, key string) bool {
+	elem := fmt.Sprintf("%s[%d]", list, i)
+	if v.c.index == nil || v.c.index.at[elem] != header {
+		return false
+	}
+	_, ok := v.c.index.at[elem+"."+key]
+	return ok
+}
+
 func (v *validator) users() {
 	byName := map[string]int{}
 	for i, u := range v.c.Users {
+		at := func(key string) int { return v.elemLine("user", i, u.Line, key) }
+		if u.PoolMode != "" || v.written("user", i, u.Line, "pool_mode") {
+			if msg := checkPoolMode(u.PoolMode); msg != "" {
+				v.badAt(at("pool_mode"), "user.pool_mode", "%s", msg)
+			}
+		}
 		if u.Name == "" {
-			v.badAt(v.elemLine("user", i, u.Line, "name"), "user.name", "must be set")
+			v.badAt(at("name"), "user.name", "must be set")
 			continue
 		}
 		if j, ok := byName[u.Name]; ok {
