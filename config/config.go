@@ -44,6 +44,16 @@ type Config struct {
 	MaxPool int `toml:"max_pool"`
 	// MaxBackendConnections caps all backend connections, idle and busy.
 	MaxBackendConnections int `toml:"max_backend_connections"`
+	// PoolSize is the most backend connections, idle and busy, of one
+	// (database, user) pool in transaction mode (PgBouncer's
+	// default_pool_size); clients beyond it wait for one to come back. At
+	// least 1, at most MaxBackendConnections. A [[user]] may override it:
+	// use PoolSizeFor.
+	PoolSize int `toml:"pool_size"`
+	// MaxPreparedStatements is how many protocol-level (Parse/Bind) prepared
+	// statements are kept per backend connection in transaction mode
+	// (PgBouncer's name); 0 turns their tracking off.
+	MaxPreparedStatements int `toml:"max_prepared_statements"`
 	// ServerIdleTimeout closes cached backend connections idle this long.
 	ServerIdleTimeout Duration `toml:"server_idle_timeout"`
 	// ServerLifetime closes cached backend connections older than this.
@@ -123,13 +133,15 @@ type HBARule struct {
 
 // User is a stored credential pgwrt uses to log in to backends on behalf of
 // clients it does not ask for a password (method trust), and the pool
-// mode of that user's clients where it differs from the global one.
+// settings of that user's clients where they differ from the global ones.
 type User struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
 	// PoolMode overrides Config.PoolMode for this user; "" keeps it.
 	PoolMode string `toml:"pool_mode"`
-	Line     int    `toml:"-"`
+	// PoolSize overrides Config.PoolSize for this user's pools; 0 keeps it.
+	PoolSize int `toml:"pool_size"`
+	Line     int `toml:"-"`
 }
 
 // user returns the [[user]] called name, or nil.
@@ -151,6 +163,15 @@ func (c *Config) PoolModeFor(user string) string {
 	return c.PoolMode
 }
 
+// PoolSizeFor is the size of user's (database, user) pools in transaction
+// mode: its [[user]] pool_size when it has one, else the global pool_size.
+func (c *Config) PoolSizeFor(user string) int {
+	if u := c.user(user); u != nil && u.PoolSize > 0 {
+		return u.PoolSize
+	}
+	return c.PoolSize
+}
+
 // Default returns the configuration every omitted option falls back to. The
 // values suit a router with 64 MB of RAM.
 func Default() *Config {
@@ -163,6 +184,8 @@ func Default() *Config {
 		IOEngine:              "auto",
 		MaxPool:               4,
 		MaxBackendConnections: 64,
+		PoolSize:              20,
+		MaxPreparedStatements: 200,
 		ServerIdleTimeout:     Duration(5 * time.Minute),
 		ServerLifetime:        Duration(time.Hour),
 		ServerResetQuery:      "DISCARD ALL",

@@ -20,8 +20,9 @@ type Change struct {
 	// Options are the toml names of the other top-level options that
 	// changed, in struct order, plus "hba" and "user" when those lists
 	// changed ("listen" and "freebind" are included too). A [[user]]'s
-	// pool_mode changing is a change of "user"; pool_mode, global or per
-	// user, applies to clients that connect after the reload.
+	// pool_mode or pool_size changing is a change of "user"; pool_mode,
+	// pool_size and max_prepared_statements, global or per user, apply to
+	// clients that connect after the reload.
 	Options []string
 }
 
