@@ -21,7 +21,11 @@ type Config struct {
 	FreeBind bool `toml:"freebind"`
 
 	// PoolMode is "session" (the backend stays with the client until it
-	// leaves).
+	// leaves) or "transaction" (the backend goes back to its pool at the
+	// end of each transaction). A [[user]] may override it: use PoolModeFor.
+	// Transaction pooling is being built: the router accepts the value and
+	// still pools by session. A reload applies it to clients that connect
+	// afterwards.
 	PoolMode string `toml:"pool_mode"`
 	// MaxClients is the number of client slots (pgpool's num_init_children).
 	MaxClients int `toml:"max_clients"`
@@ -40,6 +44,16 @@ type Config struct {
 	MaxPool int `toml:"max_pool"`
 	// MaxBackendConnections caps all backend connections, idle and busy.
 	MaxBackendConnections int `toml:"max_backend_connections"`
+	// PoolSize is the most backend connections, idle and busy, of one
+	// (database, user) pool in transaction mode (PgBouncer's
+	// default_pool_size); clients beyond it wait for one to come back. At
+	// least 1, at most MaxBackendConnections. A [[user]] may override it:
+	// use PoolSizeFor.
+	PoolSize int `toml:"pool_size"`
+	// MaxPreparedStatements is how many protocol-level (Parse/Bind) prepared
+	// statements are kept per backend connection in transaction mode
+	// (PgBouncer's name); 0 turns their tracking off.
+	MaxPreparedStatements int `toml:"max_prepared_statements"`
 	// ServerIdleTimeout closes cached backend connections idle this long.
 	ServerIdleTimeout Duration `toml:"server_idle_timeout"`
 	// ServerLifetime closes cached backend connections older than this.
@@ -118,11 +132,44 @@ type HBARule struct {
 }
 
 // User is a stored credential pgwrt uses to log in to backends on behalf of
-// clients it does not ask for a password (method trust).
+// clients it does not ask for a password (method trust), and the pool
+// settings of that user's clients where they differ from the global ones.
 type User struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
-	Line     int    `toml:"-"`
+	// PoolMode overrides Config.PoolMode for this user; "" keeps it.
+	PoolMode string `toml:"pool_mode"`
+	// PoolSize overrides Config.PoolSize for this user's pools; 0 keeps it.
+	PoolSize int `toml:"pool_size"`
+	Line     int `toml:"-"`
+}
+
+// user returns the [[user]] called name, or nil.
+func (c *Config) user(name string) *User {
+	for i := range c.Users {
+		if c.Users[i].Name == name {
+			return &c.Users[i]
+		}
+	}
+	return nil
+}
+
+// PoolModeFor is the pool mode of the clients of user: its [[user]]
+// pool_mode when it has one, else the global pool_mode.
+func (c *Config) PoolModeFor(user string) string {
+	if u := c.user(user); u != nil && u.PoolMode != "" {
+		return u.PoolMode
+	}
+	return c.PoolMode
+}
+
+// PoolSizeFor is the size of user's (database, user) pools in transaction
+// mode: its [[user]] pool_size when it has one, else the global pool_size.
+func (c *Config) PoolSizeFor(user string) int {
+	if u := c.user(user); u != nil && u.PoolSize > 0 {
+		return u.PoolSize
+	}
+	return c.PoolSize
 }
 
 // Default returns the configuration every omitted option falls back to. The
@@ -137,6 +184,8 @@ func Default() *Config {
 		IOEngine:              "auto",
 		MaxPool:               4,
 		MaxBackendConnections: 64,
+		PoolSize:              20,
+		MaxPreparedStatements: 200,
 		ServerIdleTimeout:     Duration(5 * time.Minute),
 		ServerLifetime:        Duration(time.Hour),
 		ServerResetQuery:      "DISCARD ALL",

@@ -41,6 +41,14 @@ func TestParseTOML(t *testing.T) {
 			"[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"fd00::/8\"\nmethod = \"reject\"\n" +
 			"[[user]]\nname = \"app\"\npassword = \"x\"" + bk, ""},
 		{"'listen' = \"[::]:5432\"\n\"log_level\" = \"warn\"" + bk, ""},
+		{"pool_mode = \"transaction\"\npool_size = 1\nmax_prepared_statements = 0" + bk, ""},
+		{"pool_mode = \"transaction\"\nmax_backend_connections = 20" + bk, ""},
+		{"pool_size = 8\nmax_backend_connections = 8\nmax_prepared_statements = 1000" + bk, ""},
+		// Session mode leaves the default pool_size unused: a small
+		// max_backend_connections stays valid, as it was before pool_size.
+		{"max_backend_connections = 4" + bk, ""},
+		{"max_backend_connections = 4\n[[user]]\nname = \"app\"\npool_mode = \"transaction\"\npool_size = 4" + bk, ""},
+		{"[[user]]\nname = \"app\"\npool_mode = \"session\"\n[[user]]\nname = \"batch\"\npool_mode = \"transaction\"\npool_size = 64" + bk, ""},
 
 		// Syntax: the TOML parser's message at its line.
 		{"listen = \n" + bk, `t.toml:1: listen: expected value but found '\n' instead`},
@@ -95,8 +103,21 @@ func TestParseTOML(t *testing.T) {
 		{"http_listen = \"8080\"" + bk, `t.toml:1: http_listen: "8080" is not host:port (e.g. "0.0.0.0:5432", "[::]:5432", ":5432")`},
 
 		// Choices and counts.
-		{"pool_mode = \"transaction\"" + bk, ""},
 		{"pool_mode = \"statement\"" + bk, `t.toml:1: pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = \"Transaction\"" + bk, `t.toml:1: pool_mode: "Transaction" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = \"\"" + bk, `t.toml:1: pool_mode: "" is not a pool mode; use "session" or "transaction"`},
+		{"pool_mode = 1" + bk, `t.toml:1: pool_mode: must be a string, not an integer`},
+		{"pool_size = 0" + bk, `t.toml:1: pool_size: must be at least 1, not 0`},
+		{"pool_size = -5" + bk, `t.toml:1: pool_size: must be at least 1, not -5`},
+		{"pool_size = \"20\"" + bk, `t.toml:1: pool_size: must be an integer, not a string`},
+		{"max_backend_connections = 16\npool_size = 17" + bk, `t.toml:2: pool_size: must not be more than max_backend_connections (16), not 17`},
+		{"pool_size = 65" + bk, `t.toml:1: pool_size: must not be more than max_backend_connections (64), not 65`},
+		{"pool_mode = \"transaction\"\nmax_backend_connections = 10" + bk,
+			`t.toml: pool_size: must not be more than max_backend_connections (10), not 20 (its default; pool_mode "transaction" uses it)`},
+		{"max_backend_connections = 10\n[[user]]\nname = \"app\"\npool_mode = \"transaction\"" + bk,
+			`t.toml: pool_size: must not be more than max_backend_connections (10), not 20 (its default; pool_mode "transaction" uses it)`},
+		{"max_prepared_statements = -1" + bk, `t.toml:1: max_prepared_statements: must be at least 0, not -1`},
+		{"max_prepared_statements = 2.5" + bk, `t.toml:1: max_prepared_statements: must be an integer, not a float`},
 		{"log_level = \"trace\"" + bk, `t.toml:1: log_level: "trace" is not one of debug, info, warn, error`},
 		{"\nio_engine = \"kqueue\"" + bk, `t.toml:2: io_engine: "kqueue" is not one of auto, io_uring, epoll, goroutines`},
 		{"max_clients = 0" + bk, `t.toml:1: max_clients: must be at least 1, not 0`},
@@ -144,6 +165,15 @@ func TestParseTOML(t *testing.T) {
 		// Users.
 		{"[[user]]\npassword = \"x\"" + bk, `t.toml:1: user.name: must be set`},
 		{"[[user]]\nname = \"a\"\n[[user]]\nname = \"a\"" + bk, `t.toml:4: user.name: "a" is defined twice (lines 1 and 3)`},
+		{"[[user]]\nname = \"a\"\npool_mode = \"statement\"" + bk, `t.toml:3: user.pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"[[user]]\nname = \"a\"\npool_mode = \"\"" + bk, `t.toml:3: user.pool_mode: "" is not a pool mode; use "session" or "transaction"`},
+		{"[[user]]\nname = \"a\"\npool_mode = true" + bk, `t.toml:3: user.pool_mode: must be a string, not a boolean`},
+		{"[[user]]\nname = \"a\"\n[[user]]\nname = \"b\"\npool_size = 0" + bk, `t.toml:5: user.pool_size: must be at least 1, not 0`},
+		{"[[user]]\nname = \"a\"\npool_size = -1" + bk, `t.toml:3: user.pool_size: must be at least 1, not -1`},
+		{"max_backend_connections = 32\n[[user]]\nname = \"a\"\npool_size = 33" + bk,
+			`t.toml:4: user.pool_size: must not be more than max_backend_connections (32), not 33`},
+		{"[[user]]\npool_mode = \"x\"" + bk,
+			"t.toml:1: user.name: must be set\nt.toml:2: user.pool_mode: \"x\" is not a pool mode; use \"session\" or \"transaction\""},
 
 		// The line index is not fooled by multi-line values.
 		{"server_reset_query = \"\"\"\nmax_clients = 1\n[[backend]]\"\"\"\nhba = [\n  { max_clients = 2 },\n]\nmax_clients = 0" + bk,
@@ -341,6 +371,14 @@ func TestDiff(t *testing.T) {
 			c.HealthCheckPeriod = Duration(2 * time.Second)
 			c.LogLevel = "debug"
 		}, Change{Options: []string{"max_pool", "health_check_period", "log_level"}}},
+		{"transaction pooling", func(c *Config) {
+			c.PoolMode = "transaction"
+			c.PoolSize = 10
+			c.MaxPreparedStatements = 0
+		}, Change{Options: []string{"pool_mode", "pool_size", "max_prepared_statements"}}},
+		{"a user's pool", func(c *Config) {
+			c.Users = []User{{Name: "app", PoolMode: "transaction", PoolSize: 5}}
+		}, Change{Options: []string{"user"}}},
 		{"hba and users", func(c *Config) {
 			c.HBA[0].Method = "trust"
 			c.Users = []User{{Name: "app"}}
@@ -349,6 +387,9 @@ func TestDiff(t *testing.T) {
 	for _, tc := range tests {
 		c := base()
 		tc.change(c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 		got := Diff(base(), c)
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: Diff = %+v, want %+v", tc.name, got, tc.want)
@@ -356,6 +397,40 @@ func TestDiff(t *testing.T) {
 		if got.Empty() != reflect.DeepEqual(tc.want, Change{}) {
 			t.Errorf("%s: Empty() = %v", tc.name, got.Empty())
 		}
+	}
+}
+
+// TestPoolFor: a [[user]]'s pool_mode and pool_size override the global
+// ones for that user only, and an unset one (""/0) keeps the global value.
+func TestPoolFor(t *testing.T) {
+	c, err := ParseTOML("p.toml", []byte("pool_mode = \"transaction\"\npool_size = 10\n"+
+		"[[user]]\nname = \"report\"\npool_mode = \"session\"\n"+
+		"[[user]]\nname = \"batch\"\npool_size = 3\n"+
+		"[[user]]\nname = \"app\"\npassword = \"x\""+bk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user string
+		mode string
+		size int
+	}{
+		{"report", "session", 10},
+		{"batch", "transaction", 3},
+		{"app", "transaction", 10},
+		{"nobody", "transaction", 10},
+		{"", "transaction", 10},
+	} {
+		if got := c.PoolModeFor(tc.user); got != tc.mode {
+			t.Errorf("PoolModeFor(%q) = %q, want %q", tc.user, got, tc.mode)
+		}
+		if got := c.PoolSizeFor(tc.user); got != tc.size {
+			t.Errorf("PoolSizeFor(%q) = %d, want %d", tc.user, got, tc.size)
+		}
+	}
+	d := Default()
+	if d.PoolModeFor("app") != "session" || d.PoolSizeFor("app") != 20 || d.MaxPreparedStatements != 200 {
+		t.Errorf("defaults: %q %d %d", d.PoolModeFor("app"), d.PoolSizeFor("app"), d.MaxPreparedStatements)
 	}
 }
 

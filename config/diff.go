@@ -19,7 +19,10 @@ type Change struct {
 	ListenChanged bool
 	// Options are the toml names of the other top-level options that
 	// changed, in struct order, plus "hba" and "user" when those lists
-	// changed ("listen" and "freebind" are included too).
+	// changed ("listen" and "freebind" are included too). A [[user]]'s
+	// pool_mode or pool_size changing is a change of "user"; pool_mode,
+	// pool_size and max_prepared_statements, global or per user, apply to
+	// clients that connect after the reload.
 	Options []string
 }
 

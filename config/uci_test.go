@@ -22,6 +22,21 @@ func TestParseUCI(t *testing.T) {
 		{"config backend 'pg1'\n\toption host '10.0.0.1'\nconfig backend\n\toption host '10.0.0.2'\n\toption port '6432'\n" +
 			"config hba\n\toption database 'all'\n\toption user 'all'\n\toption address '192.168.1.0/24'\n\toption method 'trust'\n" +
 			"config user\n\toption name 'app'\n\toption password 'x'", ""},
+		{"config pgwrt 'main'\n\toption pool_mode 'transaction'\n\toption pool_size '5'\n\toption max_prepared_statements '0'" + be, ""},
+		{"config user 'batch'\n\toption name 'batch'\n\toption pool_mode 'transaction'\n\toption pool_size '2'" + be, ""},
+		{"config pgwrt 'main'\n\toption pool_mode 'statement'" + be, `u:2: pool_mode: "statement" is not a pool mode; use "session" or "transaction"`},
+		{"config pgwrt 'main'\n\toption pool_size '0'" + be, `u:2: pool_size: must be at least 1, not 0`},
+		{"config pgwrt 'main'\n\toption pool_size 'twenty'" + be, `u:2: pool_size: must be an integer, not "twenty"`},
+		{"config pgwrt 'main'\n\toption max_backend_connections '8'\n\toption pool_size '9'" + be,
+			`u:3: pool_size: must not be more than max_backend_connections (8), not 9`},
+		{"config pgwrt 'main'\n\toption pool_mode 'transaction'\n\toption max_backend_connections '8'" + be,
+			`u: pool_size: must not be more than max_backend_connections (8), not 20 (its default; pool_mode "transaction" uses it)`},
+		{"config pgwrt 'main'\n\toption max_prepared_statements '-1'" + be, `u:2: max_prepared_statements: must be at least 0, not -1`},
+		{"config user\n\toption name 'app'\n\toption pool_mode 'Transaction'" + be, `u:3: user.pool_mode: "Transaction" is not a pool mode; use "session" or "transaction"`},
+		{"config user\n\toption name 'app'\n\toption pool_size '0'" + be, `u:3: user.pool_size: must be at least 1, not 0`},
+		{"config user\n\toption name 'app'\n\toption pool_size '65'" + be, `u:3: user.pool_size: must not be more than max_backend_connections (64), not 65`},
+		{"config user\n\toption name 'app'\n\tlist pool_mode 'session'" + be, `u:3: user.pool_mode: must be an option, not a list`},
+		{"config backend\n\toption host 'a'\n\toption pool_size '5'", `u:3: backend.pool_size: unknown option in config backend (it belongs in config pgwrt)`},
 
 		{"config pgwrt 'main'\n\toption listen 'x'" + be, `u:2: listen: "x" is not host:port (e.g. "0.0.0.0:5432", "[::]:5432", ":5432")`},
 		{"config pgwrt 'main'\n\toption bogus '1'" + be, `u:2: bogus: unknown option`},
@@ -83,6 +98,8 @@ config pgwrt 'main'
 	option io_engine 'auto'
 	option max_pool '4'
 	option max_backend_connections '64'
+	option pool_size '20'
+	option max_prepared_statements '200'
 	option server_idle_timeout '5m'
 	option server_lifetime '1h'
 	option server_reset_query 'DISCARD ALL'

@@ -17,10 +17,8 @@ func (c *Config) Validate() error {
 
 	v.hostPort("listen", c.Listen, false)
 	v.hostPort("http_listen", c.HTTPListen, true)
-	switch c.PoolMode {
-	case "session", "transaction":
-	default:
-		v.bad("pool_mode", `%s is not a pool mode; use "session" or "transaction"`, quote(c.PoolMode))
+	if msg := checkPoolMode(c.PoolMode); msg != "" {
+		v.bad("pool_mode", "%s", msg)
 	}
 	switch c.IOEngine {
 	case "auto", "io_uring", "epoll", "goroutines":
@@ -36,6 +34,8 @@ func (c *Config) Validate() error {
 	v.atLeast("max_clients", c.MaxClients, 1)
 	v.atLeast("max_pool", c.MaxPool, 0)
 	v.atLeast("max_backend_connections", c.MaxBackendConnections, 1)
+	v.atLeast("max_prepared_statements", c.MaxPreparedStatements, 0)
+	v.poolSize()
 	v.atLeast("health_check_max_retries", c.HealthCheckMaxRetries, 0)
 	v.atLeast("tcp_keepalive_count", c.TCPKeepaliveCount, 0)
 	if c.BufferSize < 1024 || c.BufferSize > 1<<20 {
@@ -237,11 +237,73 @@ func (v *validator) hba() {
 	}
 }
 
+// checkPoolMode says what is wrong with a pool_mode value, or "".
+func checkPoolMode(mode string) string {
+	switch mode {
+	case "session", "transaction":
+		return ""
+	}
+	return fmt.Sprintf(`%s is not a pool mode; use "session" or "transaction"`, quote(mode))
+}
+
+// poolSize checks the global pool_size: at least 1, and at most
+// max_backend_connections. The second is checked only where it can matter
+// or was asked for: when pool_size is written in the file, or when some
+// client runs in transaction mode with it. A configuration that does
+// neither (every one from before transaction mode, say one with
+// max_backend_connections = 10) stays valid with the default 20.
+func (v *validator) poolSize() {
+	c := v.c
+	if c.PoolSize < 1 {
+		v.bad("pool_size", "must be at least 1, not %d", c.PoolSize)
+		return
+	}
+	if c.MaxBackendConnections < 1 || c.PoolSize <= c.MaxBackendConnections {
+		return
+	}
+	written := v.c.index != nil && v.c.index.at["pool_size"] > 0
+	used := c.PoolMode == "transaction"
+	for _, u := range c.Users {
+		if u.PoolMode == "transaction" && u.PoolSize == 0 {
+			used = true
+		}
+	}
+	switch {
+	case written:
+		v.bad("pool_size", "must not be more than max_backend_connections (%d), not %d", c.MaxBackendConnections, c.PoolSize)
+	case used:
+		v.bad("pool_size", `must not be more than max_backend_connections (%d), not %d (its default; pool_mode "transaction" uses it)`, c.MaxBackendConnections, c.PoolSize)
+	}
+}
+
+// written reports whether key of element i of list was written in the file
+// (false for a Config built in code).
+func (v *validator) written(list string, i, header int, key string) bool {
+	elem := fmt.Sprintf("%s[%d]", list, i)
+	if v.c.index == nil || v.c.index.at[elem] != header {
+		return false
+	}
+	_, ok := v.c.index.at[elem+"."+key]
+	return ok
+}
+
 func (v *validator) users() {
 	byName := map[string]int{}
 	for i, u := range v.c.Users {
+		at := func(key string) int { return v.elemLine("user", i, u.Line, key) }
+		if u.PoolMode != "" || v.written("user", i, u.Line, "pool_mode") {
+			if msg := checkPoolMode(u.PoolMode); msg != "" {
+				v.badAt(at("pool_mode"), "user.pool_mode", "%s", msg)
+			}
+		}
+		switch {
+		case u.PoolSize < 0 || u.PoolSize == 0 && v.written("user", i, u.Line, "pool_size"):
+			v.badAt(at("pool_size"), "user.pool_size", "must be at least 1, not %d", u.PoolSize)
+		case u.PoolSize > v.c.MaxBackendConnections && v.c.MaxBackendConnections >= 1:
+			v.badAt(at("pool_size"), "user.pool_size", "must not be more than max_backend_connections (%d), not %d", v.c.MaxBackendConnections, u.PoolSize)
+		}
 		if u.Name == "" {
-			v.badAt(v.elemLine("user", i, u.Line, "name"), "user.name", "must be set")
+			v.badAt(at("name"), "user.name", "must be set")
 			continue
 		}
 		if j, ok := byName[u.Name]; ok {
