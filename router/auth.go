@@ -42,7 +42,9 @@ func (s *session) authenticate(cfg *config.Config) (lp loginParams, allowIdle bo
 		allowIdle = r.verifiedPassword(s.user, pw)
 	case "trust":
 		for _, u := range cfg.Users {
-			if u.Name == s.user {
+			// A [[user]] may only set pool options: without a
+			// password, the server's own challenge goes to the client.
+			if u.Name == s.user && u.Password != "" {
 				lp.password, lp.havePW = u.Password, true
 			}
 		}
