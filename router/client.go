@@ -202,7 +202,7 @@ func (s *session) serve(cfg *config.Config) error {
 		s.setBackend(nil)
 		return err
 	}
-	if cfg.PoolMode == poolTransaction {
+	if cfg.PoolModeFor(s.user) == poolTransaction {
 		return s.serveTransactions(cfg, lp, allowIdle, be)
 	}
 	l := newLink(s, be)
@@ -282,7 +282,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 			}
 			continue
 		}
-		be, err = r.checkout(ctx, key, t, allowIdle)
+		be, err = r.checkout(ctx, key, t, allowIdle, s.poolSize(cfg))
 		if err != nil {
 			return nil, false, err
 		}
@@ -290,7 +290,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 		if fresh {
 			be, err = s.dialPrimary(ctx, cfg, t, lp)
 			if err != nil {
-				r.pools.cancelReservation()
+				r.pools.cancelReservation(key)
 				var we *wire.Error
 				var pe *pgwrtError
 				if errors.As(err, &we) && !isStartingUp(we) || errors.As(err, &pe) {
@@ -320,6 +320,15 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 		}
 		return be, fresh, nil
 	}
+}
+
+// poolSize is the cap on the client's pool: pool_size in transaction mode,
+// none in session mode (max_backend_connections still caps all pools).
+func (s *session) poolSize(cfg *config.Config) int {
+	if cfg.PoolModeFor(s.user) == poolTransaction {
+		return cfg.PoolSizeFor(s.user)
+	}
+	return 0
 }
 
 // dialPrimary opens a backend on t's primary. The attempt is abandoned as

@@ -107,6 +107,7 @@ func BenchmarkMemoryIdleTransactionClients(b *testing.B) {
 	cfg.PoolMode = poolTransaction
 	cfg.MaxClients = 1100
 	cfg.MaxBackendConnections = 20
+	cfg.PoolSize = 20
 	cfg.MaxPool = 20
 	tr := startRouter(b, cfg)
 	for i := 0; i < 2; i++ {

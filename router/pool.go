@@ -49,11 +49,23 @@ type Pool struct {
 	id          poolID
 	idle        []*backend // most recently used last
 	active      int        // backends checked out to sessions
+	dialing     int        // reservations to open one, not yet opened
 	first, last *waiter    // waiting clients, oldest first
 	nwait       int
+	// size caps the pool's backends (pool_size in transaction mode), 0
+	// none; the last checkout's word.
+	size int
 }
 
-func (pl *Pool) empty() bool { return len(pl.idle) == 0 && pl.active == 0 && pl.nwait == 0 }
+func (pl *Pool) empty() bool {
+	return len(pl.idle) == 0 && pl.active == 0 && pl.dialing == 0 && pl.nwait == 0
+}
+
+// full: the pool may not open another backend without closing one of its
+// idle ones.
+func (pl *Pool) full() bool {
+	return pl.size > 0 && pl.active+pl.dialing+len(pl.idle) >= pl.size
+}
 
 // waiter is a client waiting in a Pool. Its grant is stored under pools.mu,
 // then notify is called once, outside the lock, by whoever freed the place:
@@ -61,6 +73,7 @@ func (pl *Pool) empty() bool { return len(pl.idle) == 0 && pl.active == 0 && pl.
 type waiter struct {
 	key       poolKey
 	allowIdle bool // may take an idle backend someone else logged in
+	size      int  // the pool's cap for this client (pool_size), 0 none
 	notify    func()
 
 	// under pools.mu
@@ -209,14 +222,21 @@ func (p *pools) grantLocked(w *waiter, be *backend, a *after) {
 	w.granted, w.be = true, be
 	if be != nil {
 		w.pool.active++
+	} else {
+		w.pool.dialing++
 	}
 	a.notify = append(a.notify, w)
 }
 
-// oldestLocked is the waiter that came first, across all pools.
+// oldestLocked is the waiter that came first, across the pools that may
+// open another backend (making room by closing one of their own idle ones
+// if they must).
 func (p *pools) oldestLocked() *waiter {
 	var o *waiter
 	for _, pl := range p.byID {
+		if pl.full() && len(pl.idle) == 0 {
+			continue
+		}
 		if w := pl.first; w != nil && (o == nil || w.seq < o.seq) {
 			o = w
 		}
@@ -226,18 +246,30 @@ func (p *pools) oldestLocked() *waiter {
 
 // grantWaitersLocked gives reservations to waiters, oldest first, while
 // there is room: under the cap, or in the place of the least recently used
-// idle backend, which is evicted as it would be for a newcomer.
+// idle backend, which is evicted as it would be for a newcomer. A waiter
+// whose pool is at its size waits for its own pool's backends (or takes
+// the place of one of its idle ones).
 func (p *pools) grantWaitersLocked(cfg *config.Config, a *after) {
 	for p.nwait > 0 {
-		if p.open < cfg.MaxBackendConnections {
-			p.open++
-		} else if v := p.head; v != nil {
-			p.removeIdleLocked(v, a)
-			a.close = append(a.close, v)
-		} else {
+		w := p.oldestLocked()
+		if w == nil {
 			return
 		}
-		p.grantLocked(p.oldestLocked(), nil, a)
+		switch pl := w.pool; {
+		case pl.full():
+			v := pl.idle[0] // its least recently used
+			p.removeIdleLocked(v, a)
+			a.close = append(a.close, v)
+		case p.open < cfg.MaxBackendConnections:
+			p.open++
+		case p.head != nil:
+			v := p.head
+			p.removeIdleLocked(v, a)
+			a.close = append(a.close, v)
+		default:
+			return
+		}
+		p.grantLocked(w, nil, a)
 	}
 }
 
@@ -255,7 +287,10 @@ func (p *pools) checkout(w *waiter, prim *NodeState) (be *backend, queued bool) 
 	// Waiters go first should room have appeared without a release (the
 	// cap raised by a reload).
 	p.grantWaitersLocked(cfg, &a)
-	if pl := p.byID[w.key.pool()]; pl != nil && w.allowIdle {
+	pl := p.poolLocked(w.key)
+	pl.size = w.size
+	a.touched = append(a.touched, pl)
+	if w.allowIdle {
 		now := time.Now()
 		for i := len(pl.idle) - 1; i >= 0; i-- {
 			b := pl.idle[i]
@@ -275,16 +310,26 @@ func (p *pools) checkout(w *waiter, prim *NodeState) (be *backend, queued bool) 
 	switch {
 	case p.nwait > 0:
 		// Older waiters got what room there was.
+	case pl.full():
+		if len(pl.idle) > 0 { // the pool's own LRU idle backend (another key) makes room
+			v := pl.idle[0]
+			p.removeIdleLocked(v, &a)
+			a.close = append(a.close, v)
+			pl.dialing++
+			return nil, false
+		}
 	case p.open < cfg.MaxBackendConnections:
 		p.open++
+		pl.dialing++
 		return nil, false
 	case p.head != nil: // evict the LRU idle connection of another key
 		v := p.head
 		p.removeIdleLocked(v, &a)
 		a.close = append(a.close, v)
+		pl.dialing++
 		return nil, false // its place is ours
 	}
-	p.enqueueLocked(p.poolLocked(w.key), w)
+	p.enqueueLocked(pl, w)
 	// Stale backends closed above free places.
 	p.grantWaitersLocked(cfg, &a)
 	return nil, true
@@ -310,16 +355,23 @@ func (p *pools) opened(b *backend, key poolKey) {
 	b.key = key
 	b.pool = p.poolLocked(key)
 	b.pool.active++
+	if b.pool.dialing > 0 {
+		b.pool.dialing--
+	}
 	p.mu.Unlock()
 }
 
-// cancelReservation gives back a reservation made by checkout when the dial
-// failed.
-func (p *pools) cancelReservation() {
+// cancelReservation gives back a reservation for key made by checkout when
+// the dial failed.
+func (p *pools) cancelReservation(key poolKey) {
 	cfg := p.cfg()
 	var a after
 	p.mu.Lock()
 	p.open--
+	if pl := p.byID[key.pool()]; pl != nil && pl.dialing > 0 {
+		pl.dialing--
+		a.touched = append(a.touched, pl)
+	}
 	p.grantWaitersLocked(cfg, &a)
 	p.unlock(&a)
 }
@@ -391,16 +443,25 @@ func (p *pools) closeIdle(drop func(*backend) bool) int {
 // reservation to open a new one (call pools.opened or cancelReservation).
 // While every backend connection is busy it waits in key's pool, until
 // ctx ends or the router stops.
-func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowIdle bool) (*backend, error) {
+func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowIdle bool, size int) (*backend, error) {
 	granted := make(chan struct{}, 1)
-	w := &waiter{key: key, allowIdle: allowIdle, notify: func() { granted <- struct{}{} }}
+	w := &waiter{key: key, allowIdle: allowIdle, size: size, notify: func() { granted <- struct{}{} }}
 	be, queued := r.pools.checkout(w, t.PrimaryNode())
 	if queued {
+		busy := errorf(codeTooManyBackends, "pgwrt: all %d backend connections are busy", r.config().MaxBackendConnections)
+		if size > 0 {
+			// Transaction mode: a client waits for its pool up to
+			// client_wait_timeout, as for a slot.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, r.config().ClientWaitTimeout.D())
+			defer cancel()
+			busy = errorf(codeTooManyBackends, "pgwrt: all backend connections of pool %s/%s are busy (pool_size %d)", key.database, key.user, size)
+		}
 		var err error
 		select {
 		case <-granted:
 		case <-ctx.Done():
-			err = errorf(codeTooManyBackends, "pgwrt: all %d backend connections are busy", r.config().MaxBackendConnections)
+			err = busy
 		case <-r.stopping:
 			err = errorf(codeShutdown, "pgwrt is shutting down")
 		}
@@ -410,7 +471,7 @@ func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowId
 				if b != nil {
 					r.release(b, true)
 				} else {
-					r.pools.cancelReservation()
+					r.pools.cancelReservation(key)
 				}
 			}
 			return nil, err

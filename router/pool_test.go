@@ -226,11 +226,11 @@ func TestPoolReservationToOtherPool(t *testing.T) {
 	// The dial failed: the room goes to the next waiter.
 	w2 := newWaiter(keyA, true)
 	p.mustWait(t, w2)
-	p.cancelReservation()
+	p.cancelReservation(w.key)
 	if p.grant(t, w2) != nil {
 		t.Fatal("granted a backend, want a reservation")
 	}
-	p.cancelReservation()
+	p.cancelReservation(w2.key)
 	p.release(b, false)
 	p.wantStats(t, poolStats{})
 	if len(p.byID) != 0 {
@@ -411,7 +411,7 @@ func TestPoolCancelRacesGrant(t *testing.T) {
 			if be != nil {
 				p.release(be, true)
 			} else {
-				p.cancelReservation()
+				p.cancelReservation(w.key)
 			}
 		} else if i < 2 {
 			t.Fatal("the grant came first but cancelWait did not return it")
@@ -448,7 +448,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 	topo := &Topology{Primary: 0, Nodes: []NodeState{*testPrim}, changed: make(chan struct{})}
 	r.topo.Store(topo) // release checks backends against it
 	ctx := context.Background()
-	be, err := r.checkout(ctx, keyA, topo, true)
+	be, err := r.checkout(ctx, keyA, topo, true, 0)
 	if be != nil || err != nil {
 		t.Fatalf("checkout: %v, %v; want a reservation", be, err)
 	}
@@ -457,7 +457,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	be, err = r.checkout(short, keyB, topo, true)
+	be, err = r.checkout(short, keyB, topo, true, 0)
 	var pe *pgwrtError
 	if be != nil || !errors.As(err, &pe) || pe.code != codeTooManyBackends {
 		t.Fatalf("checkout at the cap: %v, %v; want 53300", be, err)
@@ -468,7 +468,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 
 	got := make(chan *backend)
 	go func() {
-		be, err := r.checkout(ctx, keyA, topo, true)
+		be, err := r.checkout(ctx, keyA, topo, true, 0)
 		if err != nil {
 			t.Error(err)
 		}
@@ -486,4 +486,61 @@ func TestCheckoutWaitEnds(t *testing.T) {
 	}
 	r.release(b, false)
 	r.pools.wantStats(t, poolStats{})
+}
+
+// TestPoolSize: a pool with a size (pool_size, transaction mode) opens no
+// more backends than that, reservations and dials in progress included,
+// while the global cap still has room; its waiters are served by its own
+// releases, and other pools are not held up by them.
+func TestPoolSize(t *testing.T) {
+	p := testPools(10, 10)
+	sized := func(key poolKey) *testWaiter {
+		w := newWaiter(key, true)
+		w.size = 2
+		return w
+	}
+	b1, _ := fakeBackend()
+	if be, queued := p.checkout(sized(keyA).waiter, testPrim); be != nil || queued {
+		t.Fatal("first checkout: want a reservation")
+	}
+	p.opened(b1, keyA)
+	// A reservation in progress counts against the size.
+	if be, queued := p.checkout(sized(keyA).waiter, testPrim); be != nil || queued {
+		t.Fatal("second checkout: want a reservation")
+	}
+	w3 := sized(keyA)
+	p.mustWait(t, w3)
+	// Another pool is not held up by a's waiter... while the global cap
+	// has room, it still queues behind older waiters: a waiter in a full
+	// pool is skipped when places are handed out.
+	p.cancelReservation(keyA) // the second dial failed: w3 gets the place
+	if p.grant(t, w3) != nil {
+		t.Fatal("granted a backend, want a reservation")
+	}
+	b3, _ := fakeBackend()
+	p.opened(b3, keyA)
+	w4 := sized(keyA)
+	p.mustWait(t, w4)
+	wb := newWaiter(keyB, true)
+	if be, queued := p.checkout(wb.waiter, testPrim); queued {
+		// Queued behind w4, whose pool is full; the place is b's.
+		p.mu.Lock()
+		p.grantWaitersLocked(p.cfg(), &after{})
+		p.mu.Unlock()
+		if p.grant(t, wb) != nil {
+			t.Fatal("pool b: granted a backend, want a reservation")
+		}
+	} else if be != nil {
+		t.Fatal("pool b: got an idle backend from nowhere")
+	}
+	// A release in a goes to a's waiter, as the backend itself.
+	p.release(b1, true)
+	if p.grant(t, w4) != b1 {
+		t.Fatal("a's released backend did not go to a's waiter")
+	}
+	p.mu.Lock()
+	if pl := p.byID[keyA.pool()]; pl.active+pl.dialing+len(pl.idle) > 2 {
+		t.Errorf("pool a holds %d active, %d dialing, %d idle; size 2", pl.active, pl.dialing, len(pl.idle))
+	}
+	p.mu.Unlock()
 }

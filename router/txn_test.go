@@ -33,7 +33,8 @@ func txnConnect(t testing.TB, tr *testRouter, mode pgx.QueryExecMode) *pgx.Conn 
 	return c
 }
 
-// TestTransactionPooling: 16 clients share 3 backends in transaction mode.
+// TestTransactionPooling: 16 clients share a pool of 3 backends in
+// transaction mode.
 // Every transaction commits what it wrote, multi-statement transactions
 // stay on one backend from BEGIN to COMMIT, a client's transactions move
 // between backends, and never more than the cap are open.
@@ -41,7 +42,8 @@ func TestTransactionPooling(t *testing.T) {
 	c := shared(t)
 	cfg := labConfig(c)
 	cfg.PoolMode = poolTransaction
-	cfg.MaxBackendConnections = 3
+	cfg.MaxBackendConnections = 10
+	cfg.PoolSize = 3 // the pool's cap, under a roomier global one
 	cfg.MaxPool = 3
 	tr := startRouter(t, cfg)
 	ctx := context.Background()
@@ -97,8 +99,8 @@ func TestTransactionPooling(t *testing.T) {
 					t.Errorf("client %d: select 1: %v", i, err)
 					return
 				}
-				if s := tr.pools.stats(); s.Open > cfg.MaxBackendConnections {
-					t.Errorf("%d backends open, cap %d", s.Open, cfg.MaxBackendConnections)
+				if s := tr.pools.stats(); s.Open > cfg.PoolSize {
+					t.Errorf("%d backends open, pool_size %d", s.Open, cfg.PoolSize)
 				}
 			}
 		}(i, conn)
@@ -121,7 +123,7 @@ func TestTransactionPooling(t *testing.T) {
 	if moved == 0 {
 		t.Fatal("no client's transactions ran on more than one backend: not transaction pooling")
 	}
-	t.Logf("%d clients over %d backends: %d clients ran on more than one backend", clients, cfg.MaxBackendConnections, moved)
+	t.Logf("%d clients over %d backends: %d clients ran on more than one backend", clients, cfg.PoolSize, moved)
 }
 
 // TestTransactionIdleCancel: a CancelRequest for a client between
@@ -159,6 +161,7 @@ func TestTransactionPipelined(t *testing.T) {
 	cfg := labConfig(c)
 	cfg.PoolMode = poolTransaction
 	cfg.MaxBackendConnections = 2
+	cfg.PoolSize = 2
 	tr := startRouter(t, cfg)
 	ctx := context.Background()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
