@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -375,9 +374,9 @@ func (s *session) syncParams(be *backend) error {
 	return err
 }
 
-func quoteLiteral(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
+// quoteLiteral quotes s as an SQL string literal, right whatever the
+// server's standard_conforming_strings (a backslash makes it an E” literal).
+func quoteLiteral(s string) string { return string(appendLiteral(nil, s)) }
 
 // handover finishes the client's login: AuthenticationOk, the backend's
 // parameters, pgwrt's own key, ReadyForQuery.

@@ -32,10 +32,11 @@ type link struct {
 	// mu orders the client side's scans with the server side's decision
 	// to detach, and inflight counts scanned bytes still being written to
 	// the server (the decision waits for them).
-	mu       sync.Mutex
-	gone     sync.Cond
-	inflight int
-	detached bool
+	mu        sync.Mutex
+	gone      sync.Cond
+	inflight  int
+	detached  bool
+	pinLogged bool
 
 	// stop ends the link from outside (primary moved, shutdown), set by
 	// the engine before the link starts; false when it can no longer
@@ -112,6 +113,17 @@ func (l *link) detachAt() bool {
 		return false
 	}
 	l.mu.Lock()
+	if p := l.t.pinned; p != 0 {
+		// The client left state on the session: it keeps this backend
+		// until it leaves.
+		if !l.pinLogged {
+			l.pinLogged = true
+			l.s.r.metrics.pinned.Inc()
+			l.s.r.log.Info("client pinned to its backend until it disconnects", "user", l.s.user, "database", l.s.db, "because", p.String())
+		}
+		l.mu.Unlock()
+		return false
+	}
 	for l.inflight > 0 {
 		l.gone.Wait()
 	}

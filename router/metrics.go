@@ -16,6 +16,7 @@ type routerMetrics struct {
 	cancels        *metrics.Counter
 	killed         *metrics.Counter
 	failovers      *metrics.Counter
+	pinned         *metrics.Counter
 }
 
 func newMetrics(r *Router) *routerMetrics {
@@ -31,6 +32,7 @@ func newMetrics(r *Router) *routerMetrics {
 		cancels:        s.NewCounter("pgwrt_cancel_requests_total"),
 		killed:         s.NewCounter("pgwrt_sessions_killed_total"),
 		failovers:      s.NewCounter("pgwrt_primary_changes_total"),
+		pinned:         s.NewCounter("pgwrt_clients_pinned_total"),
 	}
 	s.NewGauge("pgwrt_slots_in_use", func() float64 { return float64(r.slots.inUse()) })
 	s.NewGauge("pgwrt_backend_connections", func() float64 { return float64(r.pools.stats().Open) })

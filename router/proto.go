@@ -19,6 +19,14 @@ import (
 type tracker struct {
 	client clientStream
 	server serverStream
+	// classify (transaction mode): Query and Parse texts are read for
+	// statements that leave state on the session (classifySQL), holding a
+	// message back until it is whole if it is at most window bytes; a
+	// longer one is read as far as it has arrived. pinned is what was
+	// found (0: nothing): the client then keeps its backend.
+	classify bool
+	window   int
+	pinned   effect
 	// owed counts the ReadyForQuery messages the server owes the client:
 	// one per Query, FunctionCall and Sync, where an extended-protocol
 	// batch (Parse, Bind, Describe, Execute, Close, Flush) counts from its
@@ -96,6 +104,13 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 		if l < 4 {
 			return n, cliMalformed, 0
 		}
+		if t.classify && t.pinned == 0 && (typ == 'Q' || typ == 'P') {
+			whole := len(b)-n >= 1+l
+			if !whole && l-4 <= t.window {
+				return n, cliMore, 0 // hold it back until it is whole
+			}
+			t.inspect(typ, b[n+5:min(len(b), n+1+l)])
+		}
 		switch typ {
 		case 'X':
 			return n, cliTerminate, 5
@@ -127,6 +142,32 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 		c.remain = l - 4
 	}
 	return n, cliMore, 0
+}
+
+// inspect reads a Query body or a Parse body (or as much of it as has
+// arrived) for statements that leave state on the session. DEALLOCATE only
+// removes state, and a query too long to read whole counts by what was read
+// (its start), so bulk statements do not pin their clients.
+func (t *tracker) inspect(typ byte, body []byte) {
+	if typ == 'P' {
+		_, rest, ok := cutCString(body) // the statement name
+		if !ok {
+			return
+		}
+		body = rest
+	}
+	e := classifySQL(body)
+	t.pinned = e.eff &^ (effDeallocate | effUnknown)
+}
+
+// cutCString splits b after its first NUL.
+func cutCString(b []byte) (s, rest []byte, ok bool) {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return nil, nil, false
 }
 
 // Events the server stream's tracker reports for a chunk.

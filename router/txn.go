@@ -49,6 +49,7 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 		}
 		l := newLink(s, be)
 		l.txn = true
+		l.t.classify, l.t.window = true, len(l.cbuf)-5
 		l.carry = carry
 		reusable := s.forward(l)
 		l.done()

@@ -237,3 +237,75 @@ func TestTransactionSwitchover(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestTransactionSessionState: a client that leaves state on its session
+// (SET outside a transaction block, LISTEN, a session advisory lock) keeps
+// its backend until it leaves, so no other client ever sees that state;
+// SET LOCAL inside a transaction block does not pin.
+func TestTransactionSessionState(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.PoolSize = 2
+	cfg.MaxBackendConnections = 4
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	pid := func(cn *pgx.Conn) int {
+		t.Helper()
+		var p int
+		if err := cn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	other := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	var base string
+	if err := other.QueryRow(ctx, "SHOW search_path").Scan(&base); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, sql string
+		mode      pgx.QueryExecMode
+	}{
+		{"SET", "SET search_path = pinned_schema, public", pgx.QueryExecModeSimpleProtocol},
+		{"SET in the extended protocol", "SET search_path TO pinned_schema", pgx.QueryExecModeExec},
+		{"LISTEN", "LISTEN pgwrt_channel", pgx.QueryExecModeSimpleProtocol},
+		{"advisory lock", "SELECT pg_advisory_lock(4242)", pgx.QueryExecModeSimpleProtocol},
+	} {
+		cn := txnConnect(t, tr, tc.mode)
+		if _, err := cn.Exec(ctx, tc.sql); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		p := pid(cn)
+		for i := 0; i < 20; i++ {
+			if got := pid(cn); got != p {
+				t.Fatalf("%s: the client moved from backend %d to %d: not pinned", tc.name, p, got)
+			}
+			var sp string
+			if err := other.QueryRow(ctx, "SHOW search_path").Scan(&sp); err != nil {
+				t.Fatal(err)
+			}
+			if sp != base {
+				t.Fatalf("%s: another client sees search_path %q", tc.name, sp)
+			}
+		}
+		cn.Close(ctx) // the pinned backend is reset (DISCARD ALL) and goes back
+	}
+	// SET LOCAL ends with its transaction: the client is not pinned.
+	cn := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	for i := 0; i < 3; i++ {
+		tx, err := cn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = local_only"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tr.metrics.pinned.Get() != 4 {
+		t.Errorf("pgwrt_clients_pinned_total %d, want 4", tr.metrics.pinned.Get())
+	}
+}
