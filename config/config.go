@@ -23,9 +23,9 @@ type Config struct {
 	// PoolMode is "session" (the backend stays with the client until it
 	// leaves) or "transaction" (the backend goes back to its pool at the
 	// end of each transaction). A [[user]] may override it: use PoolModeFor.
-	// Transaction pooling is being built: the router accepts the value and
-	// still pools by session. A reload applies it to clients that connect
-	// afterwards.
+	// Protocol-level named prepared statements are not carried between
+	// backends yet (use unnamed statements or the simple protocol). A
+	// reload applies it to clients that connect afterwards.
 	PoolMode string `toml:"pool_mode"`
 	// MaxClients is the number of client slots (pgpool's num_init_children).
 	MaxClients int `toml:"max_clients"`
@@ -52,7 +52,8 @@ type Config struct {
 	PoolSize int `toml:"pool_size"`
 	// MaxPreparedStatements is how many protocol-level (Parse/Bind) prepared
 	// statements are kept per backend connection in transaction mode
-	// (PgBouncer's name); 0 turns their tracking off.
+	// (PgBouncer's name); 0 turns their tracking off. Accepted and
+	// checked; the router does not track prepared statements yet.
 	MaxPreparedStatements int `toml:"max_prepared_statements"`
 	// ServerIdleTimeout closes cached backend connections idle this long.
 	ServerIdleTimeout Duration `toml:"server_idle_timeout"`
