@@ -47,9 +47,11 @@ clean:
 	rm -rf pgwrt dist
 
 # The failover scenarios of issue 3 on a fresh Patroni + etcd cluster, with
-# pgwrt in front and ledger clients writing through it (about 6 minutes).
+# pgwrt in front and ledger clients writing through it, in session mode and
+# then in transaction mode (about 6 minutes each).
 .PHONY: failover-report
 failover-report:
 	$(GO) run ./cmd/pgwrt-lab failover-report $(FAILOVER_FLAGS)
+	$(GO) run ./cmd/pgwrt-lab failover-report -pool-mode transaction $(FAILOVER_FLAGS)
 
 include openwrt/openwrt.mk

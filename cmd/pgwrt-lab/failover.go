@@ -27,12 +27,13 @@ import (
 )
 
 const failoverUsage = `usage: pgwrt-lab failover-report [-clients 10] [-etcd-outage 60s] [-freeze 20s]
-                                 [-only NAME,...] [-out FILE.md] [-keep] [-v]`
+                                 [-pool-mode session|transaction] [-only NAME,...] [-out FILE.md] [-keep] [-v]`
 
 type failoverOptions struct {
 	clients    int
 	etcdOutage time.Duration
 	freeze     time.Duration
+	poolMode   string
 	only       map[string]bool
 	out        string
 	keep       bool
@@ -51,6 +52,7 @@ func parseFailoverFlags(args []string, stderr io.Writer) (failoverOptions, error
 	fs.IntVar(&o.clients, "clients", 10, "ledger clients per mode (session and reconnect)")
 	fs.DurationVar(&o.etcdOutage, "etcd-outage", outage, "how long one etcd member stays down ($PGWRT_ETCD_OUTAGE)")
 	fs.DurationVar(&o.freeze, "freeze", 20*time.Second, "how long the primary stays SIGSTOPped")
+	fs.StringVar(&o.poolMode, "pool-mode", "session", `pgwrt's pool_mode: "session" or "transaction" (where clients idle at a switchover must see no error)`)
 	only := fs.String("only", "", "run only these scenarios (comma-separated names; see -v output)")
 	fs.StringVar(&o.out, "out", "", "also write the report as markdown to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the lab directory (logs, pgwrt.log)")
@@ -135,6 +137,7 @@ func failoverReport(args []string, stdout, stderr io.Writer) error {
 	}()
 
 	cfg := failoverConfig(c)
+	cfg.PoolMode = o.poolMode
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -175,7 +178,7 @@ func failoverReport(args []string, stdout, stderr io.Writer) error {
 		HealthCheckPeriod:  cfg.HealthCheckPeriod.D(),
 		Clients:            o.clients,
 	}
-	p := &ledger.Patroni{Env: env, C: c, EtcdOutage: o.etcdOutage, FreezeFor: o.freeze}
+	p := &ledger.Patroni{Env: env, C: c, EtcdOutage: o.etcdOutage, FreezeFor: o.freeze, Transaction: cfg.PoolMode == "transaction"}
 
 	began := time.Now()
 	var outs []*ledger.Outcome
@@ -195,8 +198,8 @@ func failoverReport(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stderr, out.Text())
 		}
 	}
-	header := fmt.Sprintf("pgwrt failover report: Patroni %s nodes, etcd %d members; pgwrt health_check_period %s, health_check_timeout %s, failover_wait %s; %d session + %d reconnect clients writing every 50 ms; %s",
-		fmt.Sprint(len(c.Nodes)), len(c.Etcd), cfg.HealthCheckPeriod.D(), cfg.HealthCheckTimeout.D(), cfg.FailoverWait.D(),
+	header := fmt.Sprintf("pgwrt failover report: Patroni %s nodes, etcd %d members; pgwrt pool_mode %s, health_check_period %s, health_check_timeout %s, failover_wait %s; %d session + %d reconnect clients writing every 50 ms; %s",
+		fmt.Sprint(len(c.Nodes)), len(c.Etcd), cfg.PoolMode, cfg.HealthCheckPeriod.D(), cfg.HealthCheckTimeout.D(), cfg.FailoverWait.D(),
 		o.clients, o.clients, time.Since(began).Round(time.Second))
 	table := ledger.Table(outs)
 	fmt.Fprintf(stdout, "%s\n\n%s", header, table)
