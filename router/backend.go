@@ -24,6 +24,7 @@ type backend struct {
 	pid      uint32 // the real BackendKeyData, used only to forward cancels
 	secret   uint32
 	params   map[string]string // ParameterStatus values as the backend last reported them
+	reported paramSet          // the same, in the order reported (transaction mode compares it)
 	created  time.Time
 	lastUsed time.Time
 
@@ -125,6 +126,7 @@ func (b *backend) login(cache *scram.Cache, lp loginParams) error {
 			v, _, ok2 := wire.CString(rest)
 			if ok && ok2 {
 				b.params[k] = v
+				b.reported.set(k, v)
 			}
 		case 'K':
 			if len(m.Body) != 8 {
@@ -281,6 +283,7 @@ func (b *backend) readResult(rd *wire.Reader) ([]*string, byte, error) {
 			v, _, ok2 := wire.CString(rest)
 			if ok && ok2 {
 				b.params[k] = v
+				b.reported.set(k, v)
 			}
 		case 'Z':
 			if len(m.Body) != 1 {

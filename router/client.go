@@ -38,6 +38,11 @@ type session struct {
 	link    *link    // set while forwarding on an event loop
 	killErr error    // why the session was killed
 
+	// Transaction mode: want are the tracked parameters the client set at
+	// startup or was first given, re-applied on each backend it lands
+	// on; seen is every value it has been sent as ParameterStatus.
+	want, seen paramSet
+
 	wmu        sync.Mutex // serialises writes to conn
 	atBoundary bool       // the bytes written to conn end on a message boundary
 	killed     atomic.Bool

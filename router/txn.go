@@ -31,6 +31,13 @@ var errDetached = errors.New("link detached at a safe point")
 // backend its login was handed over from; it goes back to the pool at once.
 func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdle bool, be *backend) error {
 	r := s.r
+	s.seen = be.reported.clone()
+	s.want.setStartup(s.st.Keys, s.st.Params)
+	for _, p := range be.reported.list {
+		if _, ok := s.want.get(p.name); !ok && isTracked(p.name) {
+			s.want.set(p.name, p.value)
+		}
+	}
 	s.setBackend(nil)
 	r.release(be, true)
 	var carry []byte // client bytes read by the last link and not passed
@@ -46,6 +53,12 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 		be, err := s.primaryBackend(r.config(), lp, allowIdle)
 		if err != nil {
 			return err
+		}
+		if err := s.syncSession(be); err != nil {
+			r.log.Info("cannot give a backend the client's parameters; trying another", "node", be.node, "error", err)
+			s.setBackend(nil)
+			r.release(be, false)
+			continue
 		}
 		l := newLink(s, be)
 		l.txn = true
@@ -67,6 +80,35 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 		r.release(be, reusable)
 		return nil
 	}
+}
+
+// syncSession makes be look, to the client, like the backends before it:
+// the client's tracked parameters are set on it where they differ, and the
+// client is sent ParameterStatus for what it reports differently (another
+// server_version after a failover to an upgraded node, say).
+func (s *session) syncSession(be *backend) error {
+	if q := applyParams(s.want, be.reported); q != nil {
+		_, st, err := be.exec(string(q), s.r.config().ServerConnectTimeout.D())
+		if err != nil {
+			return err
+		}
+		if st != 'I' {
+			return errors.New("not idle after setting parameters")
+		}
+		be.reported.setApplied(s.want)
+	}
+	if d := paramStatusDiff(s.seen, be.reported); d != nil {
+		for _, p := range be.reported.list {
+			s.seen.set(p.name, p.value)
+		}
+		s.wmu.Lock()
+		_, err := s.conn.Write(d)
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitReadable waits, without reading, until c has bytes (or an end) to

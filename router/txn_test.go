@@ -309,3 +309,52 @@ func TestTransactionSessionState(t *testing.T) {
 		t.Errorf("pgwrt_clients_pinned_total %d, want 4", tr.metrics.pinned.Get())
 	}
 }
+
+// TestTransactionParams: a client keeps the parameters it was given at
+// login whatever backend its transactions land on. Here the role's
+// TimeZone changes after the client logged in and the pool's backends are
+// replaced: new backends start with the new default, and pgwrt sets the
+// client's own value on them; a client that logs in afterwards gets the new
+// default.
+func TestTransactionParams(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	su, err := pgx.Connect(ctx, c.Nodes[0].DSN(pglab.SuperUser, pglab.SuperPassword, pglab.AppDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	defer su.Exec(ctx, "ALTER ROLE "+pglab.AppUser+" RESET TimeZone")
+	tz := func(cn *pgx.Conn) string {
+		t.Helper()
+		var s string
+		if err := cn.QueryRow(ctx, "SHOW TimeZone").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := su.Exec(ctx, "ALTER ROLE "+pglab.AppUser+" SET TimeZone = 'UTC'"); err != nil {
+		t.Fatal(err)
+	}
+	tr.closeIdle(nil)
+	a := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	if got := tz(a); got != "UTC" {
+		t.Fatalf("client a starts with TimeZone %q", got)
+	}
+	if _, err := su.Exec(ctx, "ALTER ROLE "+pglab.AppUser+" SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatal(err)
+	}
+	tr.closeIdle(nil) // a's next transaction needs a new backend, which starts in Tokyo
+	b := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	for i := 0; i < 5; i++ {
+		if got := tz(b); got != "Asia/Tokyo" {
+			t.Fatalf("client b, logged in after the change: TimeZone %q", got)
+		}
+		if got := tz(a); got != "UTC" {
+			t.Fatalf("client a: TimeZone %q after landing on another backend, want its own UTC", got)
+		}
+	}
+}
