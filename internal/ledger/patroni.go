@@ -449,6 +449,13 @@ func (p *Patroni) FreezePrimary(ctx context.Context) *Outcome {
 		o.Note("%d acknowledged rows are not on the final primary %s (%s): %s; the pooler had sent each write to the only primary it could see", len(o.Check.Lost), final, strings.Join(by, ", "), why)
 	}
 	bound := p.HealthCheckTimeout + p.HealthCheckPeriod + time.Second
+	if p.Transaction {
+		// In transaction mode a client between transactions holds no
+		// connection to the frozen node: its next statement is held like
+		// a new connection while there is no primary (design §5), so its
+		// answer may also wait for the hold pgwrt logged.
+		bound += o.Held
+	}
 	if o.LongestWrite > bound {
 		o.Miss("a statement waited %s for an answer (contract: health_check_timeout + period + 1s = %s)", o.LongestWrite.Round(time.Millisecond), bound)
 	}
