@@ -10,37 +10,15 @@ import (
 	"pgwrt/router/wire"
 )
 
-// rawLogin logs in through pgwrt with a bare socket (no client library, so
-// the measurement below sees only pgwrt's memory) and leaves the session
+// rawLogin logs in through pgwrt with a bare socket and leaves the session
 // idle at ReadyForQuery.
 func rawLogin(tb testing.TB, addr string) net.Conn {
-	c, err := net.Dial("tcp", addr)
+	tb.Helper()
+	c, err := pglab.RawLogin(addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	keys := []string{"user", "database"}
-	c.Write(wire.AppendStartup(nil, keys, map[string]string{"user": pglab.AppUser, "database": pglab.AppDatabase}))
-	rd := wire.Reader{R: c}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	for {
-		m, err := rd.Read()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		switch m.Type {
-		case 'R':
-			if m.Body[3] == 3 {
-				p, s := wire.Begin(nil, 'p')
-				p = wire.AppendString(p, pglab.AppPassword)
-				c.Write(wire.Finish(p, s))
-			}
-		case 'E':
-			tb.Fatal(wire.ParseError(m.Body))
-		case 'Z':
-			c.SetDeadline(time.Time{})
-			return c
-		}
-	}
+	return c
 }
 
 func heapAndStacks() uint64 {

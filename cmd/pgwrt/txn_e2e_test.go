@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"pgwrt/internal/pglab"
-	"pgwrt/router/wire"
 )
 
 // Transaction pooling with the real binary and real clients.
@@ -103,11 +102,15 @@ func TestTransactionIdleClientsMemory(t *testing.T) {
 	}()
 	addr := net.JoinHostPort(p.Host, p.Port)
 	for i := 0; i < n; i++ {
-		conns = append(conns, rawLogin(t, addr))
+		cn, err := pglab.RawLogin(addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		conns = append(conns, cn)
 	}
 	// Every one of them can still run a query.
 	for _, i := range []int{0, n / 2, n - 1} {
-		if err := rawQuery(conns[i], "SELECT 1"); err != nil {
+		if err := pglab.RawQuery(conns[i], "SELECT 1"); err != nil {
 			t.Fatalf("client %d: %v", i, err)
 		}
 	}
@@ -116,59 +119,5 @@ func TestTransactionIdleClientsMemory(t *testing.T) {
 	t.Logf("pgwrt with %d idle clients in transaction mode: VmRSS %s (idle before: %s), VmHWM %s", n, mb(rss), mb(rss0), mb(hwm))
 	if rss > 24*1024 {
 		t.Fatalf("VmRSS %s with %d idle clients: over 24 MB", mb(rss), n)
-	}
-}
-
-// rawLogin logs in with a bare socket (the password method) and leaves
-// the client idle at ReadyForQuery.
-func rawLogin(t testing.TB, addr string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Write(wire.AppendStartup(nil, []string{"user", "database"}, map[string]string{"user": pglab.AppUser, "database": pglab.AppDatabase}))
-	rd := wire.Reader{R: c}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	defer c.SetDeadline(time.Time{})
-	for {
-		m, err := rd.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m.Type {
-		case 'R':
-			if m.Body[3] == 3 {
-				pw, st := wire.Begin(nil, 'p')
-				pw = wire.AppendString(pw, pglab.AppPassword)
-				c.Write(wire.Finish(pw, st))
-			}
-		case 'E':
-			t.Fatal(wire.ParseError(m.Body))
-		case 'Z':
-			return c
-		}
-	}
-}
-
-// rawQuery runs a simple query on a raw connection, up to its ReadyForQuery.
-func rawQuery(c net.Conn, sql string) error {
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	defer c.SetDeadline(time.Time{})
-	if _, err := c.Write(wire.AppendQuery(nil, sql)); err != nil {
-		return err
-	}
-	rd := wire.Reader{R: c}
-	for {
-		m, err := rd.Read()
-		if err != nil {
-			return err
-		}
-		switch m.Type {
-		case 'E':
-			return wire.ParseError(m.Body)
-		case 'Z':
-			return nil
-		}
 	}
 }
