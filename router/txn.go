@@ -73,7 +73,10 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 			r.release(be, reusable)
 			continue
 		}
-		if reusable {
+		// A client that leaves between statements of an unpinned session
+		// left nothing on its backend: no reset, as after any other
+		// transaction. A pinned one gets the session-mode reset.
+		if reusable && (l.t.pinned != 0 || l.t.status() != 'I') {
 			reusable = s.resetBackend(be, l.t.status())
 		}
 		r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
