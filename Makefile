@@ -1,7 +1,8 @@
 # pgwrt — see README.md.
 #   make build      ./pgwrt for this machine
 #   make test       installs what the tests need (Debian packages) and runs them
-#   make bench      pgbench direct vs through pgwrt, plus Go benchmarks
+#   make bench      pgbench direct vs through pgwrt and PgBouncer (session and
+#                   transaction mode), plus Go benchmarks
 #   make demo       a local cluster, pgwrt in front, a client, a failover
 #   make cross      static binaries for the OpenWrt architectures (dist/)
 #   make ipk        .ipk packages for opkg (dist/)
@@ -33,7 +34,10 @@ test: deps vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# PgBouncer (Debian's package, installed here if missing) runs beside pgwrt
+# in session and in transaction mode.
 bench: build
+	@sh .ci/install-deps bench
 	$(GO) test -run '^$$' -bench . -benchmem ./router/...
 	$(GO) run ./cmd/pgwrt-lab bench -pgwrt ./pgwrt
 

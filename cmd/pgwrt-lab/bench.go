@@ -17,10 +17,19 @@ package main
 // average therefore flatters the pooler; the headline figures are the
 // steady state, the mean of pgbench's per-second progress over the second
 // half of each run. The whole-run ratio is reported alongside.
+//
+// The rows come in two sets, one per pool mode (-pool-modes): in session
+// mode pgwrt and PgBouncer give each client a backend of its own; in
+// transaction mode both share a pool of -pool-size backends between the
+// clients, and each row also runs with a query protocol (pgbench -M) and
+// compares pgwrt with PgBouncer directly. Each set has its own pgwrt and
+// PgBouncer processes, stopped before the next set starts. HAProxy, which
+// does not pool, runs in the session rows only.
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -47,7 +56,14 @@ import (
 
 const benchUsage = `usage: pgwrt-lab bench [-pgwrt PATH] [-T 30s] [-standbys 0] [-scale 10]
                        [-clients 8,32] [-workloads select-only,tpcb-like] [-rounds 3]
+                       [-pool-modes session,transaction] [-pool-size 16] [-txn-protocols simple,extended]
                        [-pgbouncer PATH|none] [-haproxy PATH|none] [-io-engine auto] [-out FILE.md]`
+
+// Pool modes, of pgwrt and PgBouncer alike.
+const (
+	poolSession     = "session"
+	poolTransaction = "transaction"
+)
 
 // benchOptions are bench's flags.
 type benchOptions struct {
@@ -60,8 +76,13 @@ type benchOptions struct {
 	scale     int
 	clients   []int
 	workloads []string
-	rounds    int    // rounds per (workload, clients)
-	out       string // markdown file, "" for none
+	rounds    int      // rounds per (workload, clients)
+	out       string   // markdown file, "" for none
+	poolModes []string // poolSession, poolTransaction: a set of rows for each, in this order
+	poolSize  int      // transaction mode: pgwrt's pool_size and PgBouncer's default_pool_size
+	// txnProtocols are the query protocols (pgbench -M) of the
+	// transaction-mode rows; the session rows use pgbench's default, simple.
+	txnProtocols []string
 }
 
 // benchResult is tps and average latency, of a run or over rounds.
@@ -138,6 +159,7 @@ func (s ratioStats) rangeText() string {
 type benchRow struct {
 	workload   string
 	clients    int
+	protocol   string      // pgbench -M; "" for its default (simple), as in session mode
 	direct     benchResult // steady-state medians over the rounds, tps and latency
 	pgwrt      sideStats
 	wholeRatio ratioStats  // per-round whole-run ratios pgwrt/direct
@@ -147,10 +169,13 @@ type benchRow struct {
 // sideStats summarises the runs through one proxy: medians of the
 // steady-state tps and latency, the per-round steady-state ratios to
 // direct, and the median CPU µs per transaction of the proxy process.
+// For a comparison proxy, pgwrtOver is the per-round ratios of pgwrt's
+// steady-state tps to its.
 type sideStats struct {
 	benchResult
-	ratio ratioStats
-	cpuUS float64
+	ratio     ratioStats
+	cpuUS     float64
+	pgwrtOver ratioStats
 }
 
 // newBenchRow summarises rounds: medians of the steady-state tps and
@@ -180,7 +205,7 @@ func newBenchRow(workload string, clients int, rounds []benchRound) benchRow {
 
 // newSideStats summarises the run that side picks from each round.
 func newSideStats(rounds []benchRound, side func(benchRound) benchRun) sideStats {
-	var tps, lat, cpu, ratios []float64
+	var tps, lat, cpu, ratios, over []float64
 	for _, r := range rounds {
 		run := side(r)
 		tps = append(tps, run.steady.tps)
@@ -189,8 +214,12 @@ func newSideStats(rounds []benchRound, side func(benchRound) benchRun) sideStats
 		if q, ok := r.ratioOver(run); ok {
 			ratios = append(ratios, q)
 		}
+		if q, ok := ratioOf(r.pgwrt.steady.tps, run.steady.tps); ok {
+			over = append(over, q)
+		}
 	}
-	return sideStats{benchResult: benchResult{tps: median(tps), latencyMS: median(lat)}, ratio: newRatioStats(ratios), cpuUS: median(cpu)}
+	return sideStats{benchResult: benchResult{tps: median(tps), latencyMS: median(lat)}, ratio: newRatioStats(ratios), cpuUS: median(cpu),
+		pgwrtOver: newRatioStats(over)}
 }
 
 // median of xs (the mean of the middle two for an even count); 0 for none.
@@ -232,9 +261,11 @@ func roundOrder(round int, sides []string) []string {
 	return append(slices.Clone(sides[k:]), sides[:k]...)
 }
 
-// benchReport is everything bench measured.
+// benchReport is everything bench measured in one pool mode.
 type benchReport struct {
 	opt      benchOptions
+	mode     string // poolSession ("" too) or poolTransaction
+	poolSize int    // transaction mode: pgwrt's and PgBouncer's pool size
 	rows     []benchRow
 	idleKB   int // pgwrt VmRSS before the runs
 	peakKB   int // max VmRSS sampled during the runs through pgwrt
@@ -245,6 +276,9 @@ type benchReport struct {
 	engine   string        // how pgwrt forwarded (its log says)
 }
 
+// transaction is whether r is the transaction-mode set of rows.
+func (r *benchReport) transaction() bool { return r.mode == poolTransaction }
+
 // comparison is a proxy bench sets beside pgwrt: PgBouncer or HAProxy.
 type comparison struct {
 	side    string        // its side in the rounds and its columns' prefix: "pgbouncer"
@@ -254,23 +288,45 @@ type comparison struct {
 	p       *pgwrtProcess // nil in tests
 }
 
+// benchPool is how the poolers pool in a set of rows: the mode, and the
+// most backends of a pool (in session mode as many as the clients).
+type benchPool struct {
+	mode string
+	size int
+}
+
 // comparisonKind is a comparison proxy bench knows how to run.
 type comparisonKind struct {
-	comparison
-	flagValue func(benchOptions) string
+	side, name string
+	flagValue  func(benchOptions) string
+	missing    string // a hint where the binary is not found
+	// pools is whether it pools, and so runs in the transaction-mode rows.
+	pools bool
+	how   func(benchPool) string // comparison.how
 	// start runs bin in front of primary listening on addr, room for
-	// maxClients, its files in dir (an empty directory the caller
-	// removes), and returns once the process runs, with its version.
-	start func(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int) (*pgwrtProcess, string, error)
+	// maxClients, pooling as pool says, its files in dir (an empty
+	// directory the caller removes), and returns once the process runs,
+	// with its version.
+	start func(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int, pool benchPool) (*pgwrtProcess, string, error)
 }
 
 // comparisonKinds are the comparison proxies in column order.
 var comparisonKinds = []comparisonKind{
-	{comparison{side: sidePgb, name: "PgBouncer", how: "session mode, pool as large as the clients"},
-		func(o benchOptions) string { return o.pgbouncer }, startPgbouncer},
-	{comparison{side: sideHaproxy, name: "HAProxy", how: "TCP mode, no pooling, one thread per CPU"},
-		func(o benchOptions) string { return o.haproxy }, startHaproxy},
+	{side: sidePgb, name: "PgBouncer", flagValue: func(o benchOptions) string { return o.pgbouncer },
+		missing: "sh .ci/install-deps bench installs Debian's", pools: true, how: pgbouncerHow, start: startPgbouncer},
+	{side: sideHaproxy, name: "HAProxy", flagValue: func(o benchOptions) string { return o.haproxy },
+		how: func(benchPool) string { return "TCP mode, no pooling, one thread per CPU" }, start: startHaproxy},
 }
+
+// pgbouncerHow says how PgBouncer pools, for the report.
+func pgbouncerHow(pool benchPool) string {
+	if pool.mode == poolTransaction {
+		return fmt.Sprintf("transaction mode, default_pool_size %d", pool.size)
+	}
+	return "session mode, pool as large as the clients"
+}
+
+var txnProtocolFlags = map[string]bool{"simple": true, "extended": true}
 
 var workloadFlags = map[string]string{"select-only": "-S", "tpcb-like": ""}
 
@@ -290,6 +346,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds per workload and client count, each a direct, a pgwrt and a run through each comparison proxy back to back in rotating order")
 	fs.StringVar(&o.out, "out", "", "also write the table as markdown to this file")
 	fs.StringVar(&o.engine, "io-engine", "auto", "pgwrt's io_engine: auto, io_uring, epoll or goroutines")
+	modes := fs.String("pool-modes", "session,transaction", "pool modes of pgwrt and PgBouncer, comma-separated, a set of rows each: session, transaction")
+	fs.IntVar(&o.poolSize, "pool-size", 16, "transaction mode: pgwrt's pool_size and PgBouncer's default_pool_size")
+	protocols := fs.String("txn-protocols", "simple,extended", "query protocols (pgbench -M) of the transaction-mode rows, comma-separated: simple, extended "+
+		"(not prepared: pgwrt's transaction mode does not carry named prepared statements between backends yet); the session rows use simple")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -319,12 +379,39 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		}
 		o.workloads = append(o.workloads, w)
 	}
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		if m != poolSession && m != poolTransaction {
+			return o, fmt.Errorf("-pool-modes: unknown pool mode %q (session, transaction)", m)
+		}
+		if slices.Contains(o.poolModes, m) {
+			return o, fmt.Errorf("-pool-modes: %s twice", m)
+		}
+		o.poolModes = append(o.poolModes, m)
+	}
+	if o.poolSize < 1 {
+		return o, fmt.Errorf("-pool-size %d: at least 1", o.poolSize)
+	}
+	for _, p := range strings.Split(*protocols, ",") {
+		p = strings.TrimSpace(p)
+		if p == "prepared" {
+			return o, errors.New("-txn-protocols: not prepared: pgwrt's transaction mode does not carry named prepared statements between backends yet")
+		}
+		if !txnProtocolFlags[p] {
+			return o, fmt.Errorf("-txn-protocols: unknown protocol %q (simple, extended)", p)
+		}
+		if slices.Contains(o.txnProtocols, p) {
+			return o, fmt.Errorf("-txn-protocols: %s twice", p)
+		}
+		o.txnProtocols = append(o.txnProtocols, p)
+	}
 	return o, nil
 }
 
 // bench runs the whole benchmark: a fresh cluster, pgbench -i on the
-// primary, then every (workload, clients) pair direct, through pgwrt and
-// through each comparison proxy, opt.rounds times.
+// primary, then for each pool mode every (workload, clients) pair (in
+// transaction mode, every (workload, protocol, clients)) direct, through
+// pgwrt and through each comparison proxy, opt.rounds times.
 // Everything it started is stopped when it returns.
 func bench(args []string, stdout, stderr io.Writer) error {
 	opt, err := parseBenchFlags(args, stderr)
@@ -334,14 +421,23 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
-	rep, err := runBench(ctx, opt, logf)
+	reps, err := runBench(ctx, opt, logf)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout)
-	rep.writeTable(stdout)
+	var md strings.Builder
+	for _, rep := range reps {
+		fmt.Fprintln(stdout)
+		if len(reps) > 1 {
+			fmt.Fprintf(stdout, "%s:\n", rep.title())
+			fmt.Fprintf(&md, "**%s**\n\n", rep.title())
+		}
+		rep.writeTable(stdout)
+		md.WriteString(rep.markdown())
+		md.WriteString("\n")
+	}
 	if opt.out != "" {
-		if err := os.WriteFile(opt.out, []byte(rep.markdown()), 0o644); err != nil {
+		if err := os.WriteFile(opt.out, []byte(strings.TrimSuffix(md.String(), "\n")), 0o644); err != nil {
 			return err
 		}
 		logf("wrote %s", opt.out)
@@ -352,35 +448,60 @@ func bench(args []string, stdout, stderr io.Writer) error {
 // durationSecs is -T in whole seconds, as given to pgbench.
 func durationSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
 
-func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) (*benchReport, error) {
+// benchMaxConnections is the lab primary's max_connections: room for the
+// clients of a direct run beside the idle backends the poolers keep from
+// their runs (in session mode pgwrt's cache and PgBouncer's pool, as many
+// as the clients each; in transaction mode a pool each), with some to
+// spare, and at least 200, as before there were transaction-mode rows.
+func benchMaxConnections(maxClients, poolSize int) int {
+	return max(200, 3*maxClients+32, maxClients+2*poolSize+32)
+}
+
+// benchEnv is what the sets of rows share: the cluster, the binaries.
+type benchEnv struct {
+	opt       benchOptions
+	logf      func(string, ...any)
+	tmp       string // a private directory for config files
+	pgwrt     string // pgwrt binary
+	proxyBins []string
+	pgbench   string
+	psql      string
+	cluster   *pglab.Cluster
+	pgVer     string
+}
+
+func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) ([]*benchReport, error) {
 	pgbin, err := pglab.PGBin()
 	if err != nil {
 		return nil, err
 	}
-	pgbench := filepath.Join(pgbin, "pgbench")
-	if _, err := os.Stat(pgbench); err != nil {
+	e := &benchEnv{opt: opt, logf: logf, pgbench: filepath.Join(pgbin, "pgbench"), psql: filepath.Join(pgbin, "psql")}
+	if _, err := os.Stat(e.pgbench); err != nil {
 		return nil, fmt.Errorf("pgbench not found in %s", pgbin)
 	}
-	bins := make([]string, len(comparisonKinds))
+	e.proxyBins = make([]string, len(comparisonKinds))
 	for i, k := range comparisonKinds {
-		if bins[i], err = findProxy(k.side, k.flagValue(opt)); err != nil {
+		if e.proxyBins[i], err = findProxy(k.side, k.flagValue(opt)); err != nil {
 			return nil, err
 		}
-		if bins[i] == "" {
-			logf("no %s (-%s %q): its columns are left out", k.name, k.side, k.flagValue(opt))
+		if e.proxyBins[i] == "" {
+			hint := ""
+			if k.missing != "" && k.flagValue(opt) == "" {
+				hint = " (" + k.missing + ")"
+			}
+			logf("no %s (-%s %q): its columns are left out%s", k.name, k.side, k.flagValue(opt), hint)
 		}
 	}
-	tmp, err := os.MkdirTemp("", "pgwrt-bench-")
-	if err != nil {
+	if e.tmp, err = os.MkdirTemp("", "pgwrt-bench-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer os.RemoveAll(e.tmp)
 
-	bin := opt.pgwrt
-	if bin == "" {
-		bin = filepath.Join(tmp, "pgwrt")
+	e.pgwrt = opt.pgwrt
+	if e.pgwrt == "" {
+		e.pgwrt = filepath.Join(e.tmp, "pgwrt")
 		logf("building pgwrt")
-		if err := buildPgwrt(ctx, bin); err != nil {
+		if err := buildPgwrt(ctx, e.pgwrt); err != nil {
 			return nil, err
 		}
 	}
@@ -390,47 +511,81 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 		standbys = -1 // pglab: negative is none
 	}
 	logf("starting PostgreSQL (primary + %d standbys)", opt.standbys)
-	c, err := pglab.Start(ctx, pglab.Options{
+	maxConns := benchMaxConnections(slices.Max(opt.clients), opt.poolSize)
+	if e.cluster, err = pglab.Start(ctx, pglab.Options{
 		Standbys: standbys,
 		// Room for the clients direct or through a proxy, beside the idle
 		// pools of pgwrt and PgBouncer, and the whole scale-10 data set in
 		// shared buffers.
-		Conf: []string{"max_connections = 200", "shared_buffers = 256MB"},
+		Conf: []string{fmt.Sprintf("max_connections = %d", maxConns), "shared_buffers = 256MB"},
 		Logf: logf,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	primary := c.Nodes[0]
-	rep := &benchReport{opt: opt, protocol: "simple"}
+	defer e.cluster.Stop()
+	primary := e.cluster.Nodes[0]
 	if v, err := primary.Query(ctx, "SHOW server_version"); err == nil {
-		rep.pgVer = strings.TrimSpace(v)
+		e.pgVer = strings.TrimSpace(v)
 	}
-	psql := filepath.Join(pgbin, "psql")
 
-	p, err := startPgwrt(ctx, bin, filepath.Join(tmp, "pgwrt.toml"), benchConfig(c, opt.engine))
+	logf("pgbench -i -s %d on the primary", opt.scale)
+	if _, err := runPgbench(ctx, e.pgbench, append(append([]string{"-i", "-q", "-s", strconv.Itoa(opt.scale)}, e.direct()...), pglab.AppDatabase), 0); err != nil {
+		return nil, err
+	}
+	var reps []*benchReport
+	for _, mode := range opt.poolModes {
+		rep, err := e.runMode(ctx, mode)
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
+}
+
+// direct is pgbench's connection flags for the primary.
+func (e *benchEnv) direct() []string {
+	primary := e.cluster.Nodes[0]
+	return []string{"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", pglab.AppUser}
+}
+
+// runMode runs the set of rows of one pool mode: it starts pgwrt and the
+// comparison proxies that run in that mode, runs the rows and stops them.
+func (e *benchEnv) runMode(ctx context.Context, mode string) (*benchReport, error) {
+	opt, logf := e.opt, e.logf
+	maxClients := slices.Max(opt.clients)
+	pool := benchPool{mode: mode, size: maxClients}
+	rep := &benchReport{opt: opt, mode: mode, protocol: "simple", pgVer: e.pgVer}
+	if mode == poolTransaction {
+		pool.size = opt.poolSize
+		rep.poolSize = opt.poolSize
+	}
+	primary := e.cluster.Nodes[0]
+
+	p, err := startPgwrt(ctx, e.pgwrt, filepath.Join(e.tmp, "pgwrt-"+mode+".toml"), benchConfig(e.cluster, opt.engine, pool, maxClients))
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
 	pgwrtHost, pgwrtPort, _ := strings.Cut(p.addr, ":")
-	if err := p.waitLogin(ctx, psql, 30*time.Second); err != nil {
+	if err := p.waitLogin(ctx, e.psql, 30*time.Second); err != nil {
 		return nil, err
 	}
-	logf("pgwrt %s listening on %s", bin, p.addr)
+	logf("pgwrt %s in %s mode listening on %s", e.pgwrt, mode, p.addr)
 
 	sides := []string{sideDirect, sidePgwrt}
 	target := map[string][]string{
-		sideDirect: {"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", pglab.AppUser},
+		sideDirect: e.direct(),
 		sidePgwrt:  {"-h", pgwrtHost, "-p", pgwrtPort, "-U", pglab.AppUser},
 	}
 	procs := map[string]*pgwrtProcess{sidePgwrt: p}
 	for i, k := range comparisonKinds {
-		if bins[i] == "" {
+		if e.proxyBins[i] == "" || (mode == poolTransaction && !k.pools) {
 			continue
 		}
-		dir := filepath.Join(tmp, k.side)
+		// Directly in tmp: PgBouncer run as the postgres OS user opens
+		// its parent to others.
+		dir := filepath.Join(e.tmp, mode+"-"+k.side)
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -438,25 +593,20 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 		if err != nil {
 			return nil, err
 		}
-		c := k.comparison
-		if c.p, c.version, err = k.start(ctx, bins[i], dir, addr, primary, slices.Max(opt.clients)); err != nil {
+		c := comparison{side: k.side, name: k.name, how: k.how(pool)}
+		if c.p, c.version, err = k.start(ctx, e.proxyBins[i], dir, addr, primary, maxClients, pool); err != nil {
 			return nil, err
 		}
 		defer c.p.stop()
-		if err := c.p.waitLogin(ctx, psql, 30*time.Second); err != nil {
+		if err := c.p.waitLogin(ctx, e.psql, 30*time.Second); err != nil {
 			return nil, err
 		}
-		logf("%s (%s, %s) listening on %s", c.version, bins[i], c.how, c.p.addr)
+		logf("%s (%s, %s) listening on %s", c.version, e.proxyBins[i], c.how, c.p.addr)
 		h, port, _ := strings.Cut(c.p.addr, ":")
 		sides = append(sides, c.side)
 		target[c.side] = []string{"-h", h, "-p", port, "-U", pglab.AppUser}
 		procs[c.side] = c.p
 		rep.proxies = append(rep.proxies, &c)
-	}
-
-	logf("pgbench -i -s %d on the primary", opt.scale)
-	if _, err := runPgbench(ctx, pgbench, append(append([]string{"-i", "-q", "-s", strconv.Itoa(opt.scale)}, target[sideDirect]...), pglab.AppDatabase), 0); err != nil {
-		return nil, err
 	}
 
 	time.Sleep(time.Second) // let pgwrt settle before the idle sample
@@ -465,79 +615,100 @@ func runBench(ctx context.Context, opt benchOptions, logf func(string, ...any)) 
 	}
 	logf("pgwrt idle VmRSS %s", mbText(rep.idleKB))
 
+	// The session rows run with pgbench's default protocol, simple.
+	protocols := []string{""}
+	if mode == poolTransaction {
+		protocols = opt.txnProtocols
+	}
 	var sampler rssSampler
 	secs := durationSecs(opt.duration)
 	for _, w := range opt.workloads {
-		for _, n := range opt.clients {
-			args := []string{"-c", strconv.Itoa(n), "-j", "2", "-T", strconv.Itoa(secs), "-P", "1"}
-			if f := workloadFlags[w]; f != "" {
-				args = append(args, f)
-			}
-			// runSide runs pgbench on side; through a proxy, with the
-			// proxy's CPU time per transaction (and pgwrt's memory).
-			runSide := func(side string) (benchRun, error) {
-				a := append(append(slices.Clone(args), target[side]...), pglab.AppDatabase)
-				proc := procs[side]
-				if proc == nil {
-					return runPgbench(ctx, pgbench, a, secs)
+		for _, proto := range protocols {
+			for _, n := range opt.clients {
+				args := []string{"-c", strconv.Itoa(n), "-j", "2", "-T", strconv.Itoa(secs), "-P", "1"}
+				if f := workloadFlags[w]; f != "" {
+					args = append(args, f)
 				}
-				if side == sidePgwrt {
-					defer sampler.start(proc.pid())()
+				label := w
+				if proto != "" {
+					args = append(args, "-M", proto)
+					label += " -M " + proto
 				}
-				c0, _ := procCPUTicks(proc.pid())
-				r, err := runPgbench(ctx, pgbench, a, secs)
-				c1, _ := procCPUTicks(proc.pid())
-				if err != nil {
-					return r, fmt.Errorf("%w\n%s log:\n%s", err, proc.name, proc.logTail())
-				}
-				r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
-				return r, nil
-			}
-			logf("%s, %d clients, %d rounds of %s", w, n, opt.rounds, strings.Join(sides, ", "))
-			var rounds []benchRound
-			for i := 1; i <= opt.rounds; i++ {
-				r := benchRound{others: make([]benchRun, len(rep.proxies))}
-				slot := map[string]*benchRun{sideDirect: &r.direct, sidePgwrt: &r.pgwrt}
-				for j, c := range rep.proxies {
-					slot[c.side] = &r.others[j]
-				}
-				for _, side := range roundOrder(i, sides) {
-					if *slot[side], err = runSide(side); err != nil {
-						return nil, err
+				// runSide runs pgbench on side; through a proxy, with the
+				// proxy's CPU time per transaction (and pgwrt's memory).
+				runSide := func(side string) (benchRun, error) {
+					a := append(append(slices.Clone(args), target[side]...), pglab.AppDatabase)
+					proc := procs[side]
+					if proc == nil {
+						return runPgbench(ctx, e.pgbench, a, secs)
 					}
+					if side == sidePgwrt {
+						defer sampler.start(proc.pid())()
+					}
+					c0, _ := procCPUTicks(proc.pid())
+					r, err := runPgbench(ctx, e.pgbench, a, secs)
+					c1, _ := procCPUTicks(proc.pid())
+					if err != nil {
+						return r, fmt.Errorf("%w\n%s log:\n%s", err, proc.name, proc.logTail())
+					}
+					r.cpuUS = cpuPerTx(c1-c0, r.whole.tps, secs)
+					return r, nil
 				}
-				logf("  round %d: %s", i, r.logText(rep.proxies))
-				rounds = append(rounds, r)
+				logf("%s mode, %s, %d clients, %d rounds of %s", mode, label, n, opt.rounds, strings.Join(sides, ", "))
+				var rounds []benchRound
+				for i := 1; i <= opt.rounds; i++ {
+					r := benchRound{others: make([]benchRun, len(rep.proxies))}
+					slot := map[string]*benchRun{sideDirect: &r.direct, sidePgwrt: &r.pgwrt}
+					for j, c := range rep.proxies {
+						slot[c.side] = &r.others[j]
+					}
+					for _, side := range roundOrder(i, sides) {
+						if *slot[side], err = runSide(side); err != nil {
+							return nil, err
+						}
+					}
+					logf("  round %d: %s", i, r.logText(rep.proxies))
+					rounds = append(rounds, r)
+				}
+				row := newBenchRow(w, n, rounds)
+				row.protocol = proto
+				logf("  median: %s", row.logText(rep.proxies))
+				rep.rows = append(rep.rows, row)
 			}
-			row := newBenchRow(w, n, rounds)
-			logf("  median: %s", row.logText(rep.proxies))
-			rep.rows = append(rep.rows, row)
 		}
 	}
 	rep.peakKB = sampler.max()
 	if rep.hwmKB, _, err = procMem(p.pid()); err != nil {
 		return nil, err
 	}
-	rep.engine = "goroutines"
+	loops := "goroutines"
 	if m := engineRE.FindStringSubmatch(p.logTail()); m != nil {
-		rep.engine = m[1]
+		loops = m[1]
+	}
+	rep.engine = loops
+	if mode == poolTransaction {
+		// Transaction-mode links do not run on the loops (yet).
+		rep.engine = "goroutines (transaction-mode links; its " + loops + " loops serve session mode only)"
 	}
 	logf("pgwrt forwarded with %s", rep.engine)
 	return rep, nil
 }
 
 // logText is a round in a log line: steady-state tps, the steady-state
-// ratios and the whole-run ratio; proxies name the round's others.
+// ratios, the whole-run ratio and the proxies' CPU µs per transaction;
+// proxies name the round's others.
 func (r benchRound) logText(proxies []*comparison) string {
 	tps, ratios := fmt.Sprintf("direct %.0f, pgwrt %.0f", r.direct.steady.tps, r.pgwrt.steady.tps), ""
+	cpu := "pgwrt " + cpuText(r.pgwrt.cpuUS)
 	for i, c := range proxies {
 		if i < len(r.others) {
 			tps += fmt.Sprintf(", %s %.0f", c.side, r.others[i].steady.tps)
 			ratios += fmt.Sprintf(", %s ratio %s", c.side, ratioText(r.ratioOver(r.others[i])))
+			cpu += fmt.Sprintf(", %s %s", c.side, cpuText(r.others[i].cpuUS))
 		}
 	}
-	return fmt.Sprintf("%s tps steady; ratio %s%s; whole run direct %.0f, pgwrt %.0f, ratio %s",
-		tps, ratioText(r.ratio()), ratios, r.direct.whole.tps, r.pgwrt.whole.tps, ratioText(r.wholeRatio()))
+	return fmt.Sprintf("%s tps steady; ratio %s%s; whole run direct %.0f, pgwrt %.0f, ratio %s; cpu us per tx %s",
+		tps, ratioText(r.ratio()), ratios, r.direct.whole.tps, r.pgwrt.whole.tps, ratioText(r.wholeRatio()), cpu)
 }
 
 // logText is a row in a log line; proxies name its others.
@@ -568,11 +739,19 @@ func buildPgwrt(ctx context.Context, out string) error {
 	return nil
 }
 
-// benchConfig is pgwrt's config for the bench: room for 32 pgbench
-// clients, a backend cached for each, passwords checked.
-func benchConfig(c *pglab.Cluster, engine string) string {
+// benchConfig is pgwrt's config for the bench, pooling as pool says:
+// room for twice maxClients pgbench clients (at least 64); in session mode
+// a backend cached for each client (at least 32), in transaction mode
+// pool_size pool.size; passwords checked.
+func benchConfig(c *pglab.Cluster, engine string, pool benchPool, maxClients int) string {
 	var b strings.Builder
-	b.WriteString("listen = \"127.0.0.1:0\"\nmax_clients = 64\nmax_pool = 32\nlog_level = \"info\"\n")
+	fmt.Fprintf(&b, "listen = \"127.0.0.1:0\"\nmax_clients = %d\n", max(64, 2*maxClients))
+	if pool.mode == poolTransaction {
+		fmt.Fprintf(&b, "pool_mode = \"transaction\"\npool_size = %d\nmax_backend_connections = %d\n", pool.size, max(64, pool.size+16))
+	} else {
+		fmt.Fprintf(&b, "max_pool = %d\nmax_backend_connections = %d\n", max(32, maxClients), max(64, maxClients+16))
+	}
+	b.WriteString("log_level = \"info\"\n")
 	fmt.Fprintf(&b, "io_engine = %q\n", engine)
 	fmt.Fprintf(&b, "health_check_user = %q\nhealth_check_password = %q\n", pglab.SuperUser, pglab.SuperPassword)
 	for _, n := range c.Nodes {
@@ -869,13 +1048,13 @@ func findProxy(name, flagValue string) (string, error) {
 
 var pgbouncerUpRE = regexp.MustCompile(`LOG process up: (PgBouncer [^,\s]+)`)
 
-// startPgbouncer runs PgBouncer in session mode in front of primary on
-// addr, with a pool of poolSize server connections and the app user's
-// password, its files in dir; it returns once PgBouncer is up, with its
-// version. As root it runs as the postgres OS user (PgBouncer refuses
+// startPgbouncer runs PgBouncer in pool.mode in front of primary on addr,
+// with pools of pool.size server connections, room for maxClients, and the
+// app user's password, its files in dir; it returns once PgBouncer is up,
+// with its version. As root it runs as the postgres OS user (PgBouncer refuses
 // root), who is given dir and must be able to reach it: dir's parent is
 // opened to others for that (the files there stay private).
-func startPgbouncer(ctx context.Context, bin, dir, addr string, primary *pglab.Node, poolSize int) (*pgwrtProcess, string, error) {
+func startPgbouncer(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int, pool benchPool) (*pgwrtProcess, string, error) {
 	cred, err := postgresCredential()
 	if err != nil {
 		return nil, "", err
@@ -888,7 +1067,7 @@ func startPgbouncer(ctx context.Context, bin, dir, addr string, primary *pglab.N
 	host, port, _ := strings.Cut(addr, ":")
 	ini, auth := filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "userlist.txt")
 	files := map[string]string{
-		ini:  pgbouncerConfig(primary.Host, primary.Port, host, port, auth, dir, poolSize),
+		ini:  pgbouncerConfig(primary.Host, primary.Port, host, port, auth, dir, pool, maxClients),
 		auth: fmt.Sprintf("%q %q\n", pglab.AppUser, pglab.AppPassword),
 	}
 	for path, text := range files {
@@ -913,10 +1092,11 @@ func startPgbouncer(ctx context.Context, bin, dir, addr string, primary *pglab.N
 	return p, version, nil
 }
 
-// pgbouncerConfig is PgBouncer's ini: session mode, every database on the
+// pgbouncerConfig is PgBouncer's ini: pool.mode with pools of pool.size,
+// room for twice maxClients clients (at least 200), every database on the
 // primary, clients authenticated with the plain passwords of authFile
 // (which PgBouncer also uses towards the server), no Unix socket.
-func pgbouncerConfig(serverHost string, serverPort int, host, port, authFile, dir string, poolSize int) string {
+func pgbouncerConfig(serverHost string, serverPort int, host, port, authFile, dir string, pool benchPool, maxClients int) string {
 	return fmt.Sprintf(`[databases]
 * = host=%s port=%d
 
@@ -926,14 +1106,14 @@ listen_port = %s
 unix_socket_dir =
 auth_type = plain
 auth_file = %s
-pool_mode = session
+pool_mode = %s
 default_pool_size = %d
-max_client_conn = 200
+max_client_conn = %d
 server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits
 logfile = %s
 pidfile = %s
-`, serverHost, serverPort, host, port, authFile, poolSize,
+`, serverHost, serverPort, host, port, authFile, cmp.Or(pool.mode, poolSession), pool.size, max(200, 2*maxClients),
 		filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
 }
 
@@ -1091,6 +1271,14 @@ func ratioText(q float64, ok bool) string {
 	return fmt.Sprintf("%.2f", q)
 }
 
+// title names the set of rows, above its table when there are several.
+func (r *benchReport) title() string {
+	if r.transaction() {
+		return fmt.Sprintf("Transaction mode, pool size %d", r.poolSize)
+	}
+	return "Session mode"
+}
+
 func (r *benchReport) conditions() string {
 	ver := r.pgVer
 	if ver == "" {
@@ -1107,11 +1295,19 @@ func (r *benchReport) conditions() string {
 		for _, c := range r.proxies {
 			names = append(names, c.name)
 			notes += fmt.Sprintf("; %s in %s, its ratio the median of the per-round steady-state ratios %s tps / direct tps", c.version, c.how, c.name)
+			if r.transaction() {
+				notes += fmt.Sprintf(", its ratio range their smallest and largest, pgwrt over %s the median of the per-round ratios pgwrt tps / %s tps", c.side, c.name)
+			}
 		}
 		last := len(names) - 1
 		runs = "one run per side (" + strings.Join(names[:last], ", ") + " and " + names[last] + ") back to back, the order rotated from round to round"
 	}
-	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s query protocol, fsync off, primary + %d standbys; pgwrt forwarding with %s; "+
+	protocol, pgwrt := r.protocol+" query protocol", "pgwrt forwarding with "+r.engine
+	if r.transaction() {
+		protocol = "the row's query protocol (pgbench -M)"
+		pgwrt = fmt.Sprintf("pgwrt in transaction mode, pool_size %d, forwarding with %s", r.poolSize, r.engine)
+	}
+	return fmt.Sprintf("PostgreSQL %s, pgbench scale %d, -T %ds -j 2 -P 1, %s, fsync off, primary + %d standbys; %s; "+
 		"pgbench, PostgreSQL and pgwrt share one machine with %d CPUs; "+
 		"%d rounds per row, each round %s; "+
 		"tps and latency are steady state, the mean of pgbench's per-second progress over the second half of each run "+
@@ -1119,7 +1315,7 @@ func (r *benchReport) conditions() string {
 		"ratio is the median of the per-round steady-state ratios (pgwrt tps / direct tps), ratio range their smallest and largest; "+
 		"the whole-run ratio is the median of the per-round ratios of pgbench's whole-run tps (pgwrt / direct); "+
 		"cpu us per tx is the proxy process's user + system CPU time over a whole run divided by its transactions, median over the rounds%s",
-		ver, r.opt.scale, durationSecs(r.opt.duration), r.protocol, r.opt.standbys, r.engine, runtime.NumCPU(), rounds, runs, notes)
+		ver, r.opt.scale, durationSecs(r.opt.duration), protocol, r.opt.standbys, pgwrt, runtime.NumCPU(), rounds, runs, notes)
 }
 
 func (r *benchReport) memory() string {
@@ -1128,10 +1324,20 @@ func (r *benchReport) memory() string {
 }
 
 // tableHeader is the columns of the text table (the markdown one spells
-// them out, mdHeader); three for each comparison proxy that ran.
+// them out, mdHeader); three for each comparison proxy that ran. In
+// transaction mode also the row's protocol, and for each comparison proxy
+// its ratio's range and pgwrt's tps over its, median and range.
 func (r *benchReport) tableHeader() []string {
-	h := []string{"workload", "clients", "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio", "pgwrt_cpu_us_per_tx"}
+	h := []string{"workload", "clients"}
+	if r.transaction() {
+		h = append(h, "protocol")
+	}
+	h = append(h, "direct_tps", "pgwrt_tps", "ratio", "ratio_range", "whole_run_ratio", "pgwrt_cpu_us_per_tx")
 	for _, c := range r.proxies {
+		if r.transaction() {
+			h = append(h, c.side+"_tps", c.side+"_ratio", c.side+"_ratio_range", c.side+"_cpu_us_per_tx", "pgwrt_over_"+c.side, "pgwrt_over_"+c.side+"_range")
+			continue
+		}
 		h = append(h, c.side+"_tps", c.side+"_ratio", c.side+"_cpu_us_per_tx")
 	}
 	return append(h, "direct_lat_ms", "pgwrt_lat_ms")
@@ -1139,14 +1345,26 @@ func (r *benchReport) tableHeader() []string {
 
 // tableRow is row's cells under tableHeader.
 func (r *benchReport) tableRow(row benchRow) []string {
-	c := []string{row.workload, strconv.Itoa(row.clients), fmt.Sprintf("%.0f", row.direct.tps), fmt.Sprintf("%.0f", row.pgwrt.tps),
-		row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText(), row.wholeRatio.text(), cpuText(row.pgwrt.cpuUS)}
+	c := []string{row.workload, strconv.Itoa(row.clients)}
+	if r.transaction() {
+		c = append(c, cmp.Or(row.protocol, "simple"))
+	}
+	c = append(c, fmt.Sprintf("%.0f", row.direct.tps), fmt.Sprintf("%.0f", row.pgwrt.tps),
+		row.pgwrt.ratio.text(), row.pgwrt.ratio.rangeText(), row.wholeRatio.text(), cpuText(row.pgwrt.cpuUS))
 	for i := range r.proxies {
 		if i >= len(row.others) {
-			c = append(c, "-", "-", "-")
+			n := 3
+			if r.transaction() {
+				n = 6
+			}
+			c = append(c, slices.Repeat([]string{"-"}, n)...)
 			continue
 		}
 		o := row.others[i]
+		if r.transaction() {
+			c = append(c, fmt.Sprintf("%.0f", o.tps), o.ratio.text(), o.ratio.rangeText(), cpuText(o.cpuUS), o.pgwrtOver.text(), o.pgwrtOver.rangeText())
+			continue
+		}
 		c = append(c, fmt.Sprintf("%.0f", o.tps), o.ratio.text(), cpuText(o.cpuUS))
 	}
 	return append(c, fmt.Sprintf("%.3f", row.direct.latencyMS), fmt.Sprintf("%.3f", row.pgwrt.latencyMS))

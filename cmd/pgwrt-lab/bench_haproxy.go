@@ -39,7 +39,8 @@ func haproxyVersion(ctx context.Context, bin string) (string, error) {
 // room for maxClients, its config in dir, and returns once it runs, with
 // its version. HAProxy logs nothing when it starts well: the caller waits
 // for a login through it. As root it stays root (no user or group lines).
-func startHaproxy(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int) (*pgwrtProcess, string, error) {
+// It does not pool: bench runs it in session mode only.
+func startHaproxy(ctx context.Context, bin, dir, addr string, primary *pglab.Node, maxClients int, _ benchPool) (*pgwrtProcess, string, error) {
 	version, err := haproxyVersion(ctx, bin)
 	if err != nil {
 		return nil, "", err
