@@ -33,6 +33,10 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 	r := s.r
 	s.setBackend(nil)
 	r.release(be, true)
+	// The login's backend vouched for the client's password (it was dialed
+	// with it, or was idle because it had been): idle backends serve the
+	// client's transactions from now on.
+	allowIdle = true
 	var carry []byte // client bytes read by the last link and not passed
 	for {
 		if len(carry) == 0 {
