@@ -51,9 +51,11 @@ type Config struct {
 	// use PoolSizeFor.
 	PoolSize int `toml:"pool_size"`
 	// MaxPreparedStatements is how many protocol-level (Parse/Bind) prepared
-	// statements are kept per backend connection in transaction mode
-	// (PgBouncer's name); 0 turns their tracking off. Accepted and
-	// checked; the router does not track prepared statements yet.
+	// statements pgwrt keeps prepared per backend connection in transaction
+	// mode (PgBouncer's name), least recently used closed first. Clients'
+	// named statements are tracked and follow them from backend to backend;
+	// 0 turns that off, and a client's first named Parse then pins it to
+	// its backend.
 	MaxPreparedStatements int `toml:"max_prepared_statements"`
 	// ServerIdleTimeout closes cached backend connections idle this long.
 	ServerIdleTimeout Duration `toml:"server_idle_timeout"`

@@ -30,6 +30,10 @@ type backend struct {
 
 	pool *Pool // the pool it is active or idle in (set by pools.opened)
 
+	// stmts: the protocol-level statements pgwrt prepared on it in
+	// transaction mode (prepared.go); nil until the first.
+	stmts *backendStmts
+
 	// intrusive LRU list of idle backends (pools.head, pools.tail)
 	prev, next *backend
 }

@@ -419,5 +419,14 @@ func (s *session) resetBackend(be *backend, status byte) bool {
 			return false
 		}
 	}
+	if be.stmts != nil && be.stmts.count() > 0 {
+		// pgwrt's own statements (transaction mode) go too: the reset
+		// query may or may not have dropped them.
+		_, status, err = be.exec("DEALLOCATE ALL", timeout)
+		if err != nil || status != 'I' {
+			return false
+		}
+		be.stmts.clear()
+	}
 	return true
 }

@@ -41,6 +41,11 @@
 //   - transaction mode (txn.go): a link per transaction, detached at the
 //     safe point whose ReadyForQuery says 'I'; between transactions the
 //     session waits for its socket without reading.
+//   - prepared statements (prepared.go, transaction mode): clients' named
+//     Parse/Bind/Describe/Close are rewritten to pgwrt's own statement
+//     names, prepared on each backend as needed (an LRU per backend), with
+//     a FIFO of the answers owed so that those pgwrt gives or swallows
+//     keep their place in the stream.
 //   - monitor and topology (monitor.go, topology.go): one monitor per node
 //     keeps a connection open and asks it for its role; topology.go records
 //     what they learn and publishes the chosen primary as an immutable

@@ -84,7 +84,11 @@ func (c *serverCopier) run() error {
 	buf := l.sbuf
 	for {
 		n, err := l.be.conn.Read(buf)
-		if n > 0 {
+		if n > 0 && l.t.ps != nil {
+			if err := c.feedPrepared(buf[:n]); err != nil {
+				return err
+			}
+		} else if n > 0 {
 			ev, ferr := l.t.feedServer(buf[:n])
 			l.serverEvents(ev)
 			if ferr != nil {
@@ -103,6 +107,31 @@ func (c *serverCopier) run() error {
 			return err
 		}
 	}
+}
+
+// feedPrepared is run's step with prepared statements: the client gets
+// what the tracker left in ps.be.out, written before any answer the client
+// side injects next (pm).
+func (c *serverCopier) feedPrepared(chunk []byte) error {
+	l := c.l
+	l.pm.Lock()
+	defer l.pm.Unlock()
+	ev, ferr := l.t.feedServer(chunk)
+	l.serverEvents(ev)
+	if ferr != nil {
+		return ferr
+	}
+	detach := l.detachAt()
+	if out := l.t.ps.be.out; len(out) > 0 {
+		if werr := l.s.writeFromServer(out, l.t.server.outBoundary()); werr != nil {
+			return werr
+		}
+	}
+	if detach {
+		l.s.conn.SetReadDeadline(time.Now()) // wake the client side
+		return errDetached
+	}
+	return nil
 }
 
 // clientCopier copies client → backend through the link's cbuf, as far as
@@ -145,6 +174,9 @@ func (c *clientCopier) run() error {
 // link once detached).
 func (c *clientCopier) pass(b []byte) (int, error) {
 	l := c.l
+	if l.t.ps != nil {
+		return c.passPrepared(b)
+	}
 	start := 0
 	for {
 		if l.txn {
@@ -171,6 +203,79 @@ func (c *clientCopier) pass(b []byte) (int, error) {
 		}
 		start += k
 		switch act {
+		case cliTerminate:
+			return start, errTerminate
+		case cliMalformed:
+			return start, errMalformedClient
+		case cliIntercept:
+			start += m
+			if werr := l.s.showPoolNodes(l.t.status()); werr != nil {
+				return start, werr
+			}
+		default:
+			return start, nil
+		}
+	}
+}
+
+// passPrepared is pass with prepared statements: what the tracker lets
+// through and the rewrites it asks for are staged and written together;
+// answers it gives the client itself are written first (they answer
+// messages before any staged one that has an answer).
+func (c *clientCopier) passPrepared(b []byte) (int, error) {
+	l := c.l
+	ps := l.t.ps
+	start := 0
+	for {
+		l.pm.Lock()
+		l.mu.Lock()
+		if l.detached {
+			l.mu.Unlock()
+			l.pm.Unlock()
+			return start, errDetached
+		}
+		l.inflight++
+		l.mu.Unlock()
+		stage := ps.be.stage[:0]
+		var act clientAction
+		var m int
+		for {
+			var k int
+			k, act, m = l.t.scanClient(b[start:])
+			stage = append(stage, b[start:start+k]...)
+			start += k
+			if act != cliRewrite {
+				break
+			}
+			stage = append(stage, ps.rew...)
+			ps.rew = ps.rew[:0]
+			start += m
+			if len(stage) >= len(l.cbuf) {
+				break // write what is staged, then go on
+			}
+		}
+		l.t.prepDrain()
+		toClient := ps.toClient
+		ps.be.stage = stage
+		l.pm.Unlock()
+		var werr error
+		if len(toClient) > 0 {
+			werr = l.s.writeFromServer(toClient, true)
+			ps.toClient = toClient[:0]
+		}
+		if werr == nil {
+			werr = c.forward(stage)
+		}
+		l.mu.Lock()
+		l.inflight--
+		l.gone.Broadcast()
+		l.mu.Unlock()
+		if werr != nil {
+			return start, werr
+		}
+		switch act {
+		case cliRewrite:
+			continue
 		case cliTerminate:
 			return start, errTerminate
 		case cliMalformed:

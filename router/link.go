@@ -32,8 +32,13 @@ type link struct {
 	// mu orders the client side's scans with the server side's decision
 	// to detach, and inflight counts scanned bytes still being written to
 	// the server (the decision waits for them).
-	mu        sync.Mutex
-	gone      sync.Cond
+	mu   sync.Mutex
+	gone sync.Cond
+	// pm (prepared statements, t.ps set): the client side's scans and
+	// the server side's feed-and-write of a chunk, so that an answer
+	// pgwrt gives lands exactly where the server's would have. Taken
+	// before mu, never held while the client side writes.
+	pm        sync.Mutex
 	inflight  int
 	detached  bool
 	pinLogged bool

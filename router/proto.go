@@ -27,6 +27,14 @@ type tracker struct {
 	classify bool
 	window   int
 	pinned   effect
+	// ps (transaction mode, max_prepared_statements > 0): named
+	// protocol-level statements are tracked and rewritten (prepared.go).
+	// namedPins (max_prepared_statements = 0): a named Parse pins.
+	// dealloc: the client ran DEALLOCATE or DISCARD, which may have
+	// dropped pgwrt's statements on the backend.
+	ps        *prepLink
+	namedPins bool
+	dealloc   bool
 	// owed counts the ReadyForQuery messages the server owes the client:
 	// one per Query, FunctionCall and Sync, where an extended-protocol
 	// batch (Parse, Bind, Describe, Execute, Close, Flush) counts from its
@@ -66,6 +74,7 @@ const (
 	cliTerminate                     // Terminate follows what passed: end the link
 	cliIntercept                     // pgwrt answers the message that follows what passed
 	cliMalformed                     // a message length below 4
+	cliRewrite                       // the ps.rew bytes replace the m bytes that follow what passed
 )
 
 // maxIntercept is the largest Query pgwrt looks into (SHOW POOL_NODES).
@@ -86,7 +95,9 @@ func (c *clientStream) atBoundary() bool { return c.remain == 0 }
 // (5 bytes) follows the n bytes; with cliIntercept, a whole Query of m
 // bytes that pgwrt answers itself (SHOW POOL_NODES while the server is
 // idle) follows them. A short Query that may be one is held back whole
-// until it has arrived.
+// until it has arrived. With cliRewrite (prepared statements, ps), the m
+// bytes that follow the n are replaced by t.ps.rew, and the rest of that
+// message passes on the next call.
 func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 	c := &t.client
 	for n < len(b) {
@@ -111,6 +122,28 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 			}
 			t.inspect(typ, b[n+5:min(len(b), n+1+l)])
 		}
+		if t.ps != nil && (typ == 'P' || typ == 'B' || typ == 'D' || typ == 'C') {
+			hold, skip, rest := t.prepClient(typ, b[n:], l)
+			if hold {
+				return n, cliMore, 0
+			}
+			t.countExtended()
+			if skip > 0 {
+				c.remain = rest
+				return n, cliRewrite, skip
+			}
+			n += 5
+			c.remain = l - 4
+			continue
+		}
+		if t.namedPins && typ == 'P' && t.pinned == 0 {
+			if len(b)-n < 6 {
+				return n, cliMore, 0
+			}
+			if l > 4 && b[n+5] != 0 {
+				t.pinned |= effNamedParse
+			}
+		}
 		switch typ {
 		case 'X':
 			return n, cliTerminate, 5
@@ -133,15 +166,24 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 				t.owed.Add(1)
 			}
 		case 'P', 'B', 'D', 'E', 'C', 'H':
-			if !c.batch {
-				c.batch = true
-				t.owed.Add(1)
-			}
+			t.countExtended()
+		}
+		if t.ps != nil {
+			t.prepCount(typ)
 		}
 		n += 5
 		c.remain = l - 4
 	}
 	return n, cliMore, 0
+}
+
+// countExtended counts an extended-protocol message: a batch owes one
+// ReadyForQuery, counted from its first message.
+func (t *tracker) countExtended() {
+	if !t.client.batch {
+		t.client.batch = true
+		t.owed.Add(1)
+	}
 }
 
 // inspect reads a Query body or a Parse body (or as much of it as has
@@ -158,6 +200,9 @@ func (t *tracker) inspect(typ byte, body []byte) {
 	}
 	e := classifySQL(body)
 	t.pinned = e.eff &^ (effDeallocate | effUnknown)
+	if e.eff&effDeallocate != 0 {
+		t.dealloc = true
+	}
 }
 
 // cutCString splits b after its first NUL.
@@ -189,6 +234,8 @@ type serverStream struct {
 	first  bool // the next body byte is the first of the message
 	// status is the last ReadyForQuery status: 'I', 'T' or 'E'.
 	status byte
+	// keep (prepared statements): the current message goes to the client.
+	keep bool
 	// fatal: the server sent a FATAL (or PANIC) ErrorResponse; the
 	// connection ends for a reason the server stated.
 	fatal bool
@@ -202,9 +249,16 @@ func (s *serverStream) atBoundary() bool { return s.hn == 0 && s.remain == 0 }
 func (s *serverStream) lastWasError() bool { return s.typ == 'E' && s.atBoundary() }
 
 // feedServer follows chunk, the next bytes from the server. It does not
-// change chunk, and reports FATALs in ev.
+// change chunk, and reports FATALs in ev. With prepared statements (ps)
+// what goes to the client is not chunk but ps.be.out: the answers pgwrt
+// swallows are left out, those it injects put in, and a header split
+// across reads is held back until it is whole.
 func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 	f := &t.server
+	ps := t.ps
+	if ps != nil {
+		ps.be.out = ps.be.out[:0]
+	}
 	n := len(chunk)
 	for i := 0; i < n; {
 		if f.remain == 0 {
@@ -223,8 +277,16 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 			}
 			f.remain = l - 4
 			f.first = true
+			if ps != nil {
+				if f.keep = ps.serverKeep(f.typ); f.keep {
+					ps.be.out = append(ps.be.out, f.hdr[:]...)
+				}
+			}
 			if f.remain == 0 {
 				f.hn = 0
+				if ps != nil {
+					ps.serverEnd(f.typ)
+				}
 			}
 			continue
 		}
@@ -252,13 +314,33 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 				}
 			}
 		}
+		if ps != nil && f.keep {
+			ps.be.out = append(ps.be.out, chunk[i:i+take]...)
+		}
 		i += take
 		f.remain -= take
 		if f.remain == 0 {
 			f.hn = 0
+			if ps != nil {
+				ps.serverEnd(f.typ)
+			}
 		}
 	}
 	return ev, nil
+}
+
+// outBoundary reports whether the bytes feedServer left for the client
+// (prepared statements: ps.be.out) end on a message boundary.
+func (s *serverStream) outBoundary() bool { return s.remain == 0 || !s.keep }
+
+// prepDrain takes, on the client side, the answers pgwrt gives now for
+// the head of the FIFO (into ps.toClient): only where the bytes sent to
+// the client so far end on a message boundary; otherwise the server side
+// sends them after the message it is in.
+func (t *tracker) prepDrain() {
+	if t.server.outBoundary() {
+		t.ps.toClient = t.ps.drain(t.ps.toClient)
+	}
 }
 
 // isFatal reports whether an ErrorResponse body has severity FATAL or PANIC

@@ -46,6 +46,8 @@ type Router struct {
 
 	ev evloops // forwarding event loops (Linux)
 
+	stmts stmtRegistry // transaction mode: protocol-level statements (prepared.go)
+
 	stopping chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup

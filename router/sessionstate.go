@@ -29,8 +29,8 @@ const (
 	effSet effect = 1 << iota
 	// effPrepare: SQL PREPARE name AS (not PREPARE TRANSACTION).
 	effPrepare
-	// effDeallocate: DEALLOCATE; it only removes state, noted so a caller
-	// that counts prepared statements can follow.
+	// effDeallocate: DEALLOCATE or DISCARD; they only remove state, noted
+	// so a caller that counts prepared statements can follow.
 	effDeallocate
 	// effListen: LISTEN (UNLISTEN only removes state).
 	effListen
@@ -46,6 +46,9 @@ const (
 	// effUnknown: the query was longer than maxClassify and only its start
 	// was read; anything may follow.
 	effUnknown
+	// effNamedParse: a named protocol-level Parse pgwrt does not track
+	// (max_prepared_statements = 0, or longer than the link's buffer).
+	effNamedParse
 )
 
 // maxClassify bounds the bytes of one query classifySQL reads. Longer
@@ -79,7 +82,7 @@ type stmtEffect struct {
 func (e *stmtEffect) has(f effect) bool { return e.eff&f != 0 }
 
 // effectNames name the effects as the README's table and the log do.
-var effectNames = []string{"SET", "PREPARE", "DEALLOCATE", "LISTEN", "advisory lock", "WITH HOLD cursor", "temporary object", "LOAD", "unknown"}
+var effectNames = []string{"SET", "PREPARE", "DEALLOCATE", "LISTEN", "advisory lock", "WITH HOLD cursor", "temporary object", "LOAD", "unknown", "named protocol-level prepared statement"}
 
 func (f effect) String() string {
 	var out []byte
@@ -210,7 +213,7 @@ func classifyStmt(l *sqlLexer, t token, e *stmtEffect) {
 		if !p.isWord(p.next(), "transaction") || p.next().kind != tokString {
 			e.eff |= effPrepare
 		}
-	case l.isWord(t, "deallocate"):
+	case l.isWord(t, "deallocate"), l.isWord(t, "discard"):
 		e.eff |= effDeallocate
 	case l.isWord(t, "listen"):
 		e.eff |= effListen

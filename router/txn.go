@@ -45,6 +45,12 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 	// client's transactions from now on.
 	allowIdle = true
 	var carry []byte // client bytes read by the last link and not passed
+	var ps *prepLink // the client's protocol-level prepared statements
+	defer func() {
+		if ps != nil {
+			ps.close()
+		}
+	}()
 	for {
 		if len(carry) == 0 {
 			if err := waitReadable(s.conn); err != nil {
@@ -67,19 +73,31 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 		l := newLink(s, be)
 		l.txn = true
 		l.t.classify, l.t.window = true, len(l.cbuf)-5
+		if max := r.config().MaxPreparedStatements; max > 0 {
+			if ps == nil {
+				ps = newPrepLink(&r.stmts)
+			}
+			ps.begin(be, max)
+			l.t.ps = ps
+		} else {
+			l.t.namedPins = true
+		}
 		l.carry = carry
 		reusable := s.forward(l)
 		l.done()
 		s.setBackend(nil)
 		s.conn.SetReadDeadline(time.Time{})
+		if reusable && be.stmts != nil {
+			reusable = s.settleStatements(be, l.t.dealloc)
+		}
 		if l.why == endDetached {
 			carry = append(carry[:0], l.leftover...)
 			r.release(be, reusable)
 			continue
 		}
-		// A client that leaves between statements of an unpinned session
-		// left nothing on its backend: no reset, as after any other
-		// transaction. A pinned one gets the session-mode reset.
+		// A client that leaves where a detach would have happened (not
+		// pinned, status 'I') leaves nothing on the session: no reset, and
+		// the statements pgwrt prepared there stay for the next client.
 		if reusable && (l.t.pinned != 0 || l.t.status() != 'I') {
 			reusable = s.resetBackend(be, l.t.status())
 		}
@@ -149,4 +167,22 @@ func waitReadable(c net.Conn) error {
 		return err
 	}
 	return perr
+}
+
+// settleStatements checks, after a link, what pgwrt knows of the
+// statements prepared on be: a FIFO with answers still owed means the
+// backend's stream is not understood (it is not reused); a client's
+// DEALLOCATE or DISCARD may have dropped pgwrt's statements, so all are
+// deallocated and forgotten.
+func (s *session) settleStatements(be *backend, dealloc bool) bool {
+	if !be.stmts.settled() {
+		return false
+	}
+	if dealloc && be.stmts.count() > 0 {
+		if _, st, err := be.exec("DEALLOCATE ALL", s.r.config().ServerConnectTimeout.D()); err != nil || st != 'I' {
+			return false
+		}
+		be.stmts.clear()
+	}
+	return true
 }

@@ -18,17 +18,28 @@ import (
 const txnConfig = "pool_mode = \"transaction\"\npool_size = 8\nmax_pool = 8\nmax_clients = 200\n"
 
 // TestTransactionPgbench: pgbench's tpcb-like workload, 64 clients over a
-// pool of 8, in the simple and the extended protocol (unnamed statements):
-// no failed transaction, and the books balance afterwards (every account,
-// teller and branch update matches a history row).
+// pool of 8, in the simple and the extended protocol (unnamed statements)
+// and with named prepared statements (-M prepared, which pgwrt carries
+// between backends): no failed transaction, and the books balance
+// afterwards (every account, teller and branch update matches a history
+// row).
 func TestTransactionPgbench(t *testing.T) {
 	c := labCluster(t)
 	p := startPgwrt(t, labConfig(c, txnConfig))
 	pgbench := pgProgram(t, "pgbench")
 	conn := []string{"-h", p.Host, "-p", p.Port, "-U", pglab.AppUser}
 	runClient(t, 2*time.Minute, pgbench, append(append([]string{"-i", "-s", "2", "-q"}, conn...), pglab.AppDatabase)...)
-	for _, mode := range []string{"simple", "extended"} {
-		args := append([]string{"-n", "-M", mode, "-c", "64", "-j", "4", "-T", "5"}, conn...)
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		// -M prepared prepares each statement with a blocking PQprepare
+		// when a client first runs it: a thread blocked there, waiting
+		// for a backend that its own clients hold in open transactions,
+		// would stall all of them (with any transaction pooler), so each
+		// client gets a thread of its own.
+		threads := "4"
+		if mode == "prepared" {
+			threads = "64"
+		}
+		args := append([]string{"-n", "-M", mode, "-c", "64", "-j", threads, "-T", "5"}, conn...)
 		out := runClient(t, 2*time.Minute, pgbench, append(args, pglab.AppDatabase)...)
 		f := failedRE.FindStringSubmatch(out)
 		tps := tpsRE.FindStringSubmatch(out)
@@ -46,7 +57,7 @@ func TestTransactionPgbench(t *testing.T) {
 	if len(f) != 5 || f[0] != f[1] || f[0] != f[2] || f[0] != f[3] {
 		t.Fatalf("the books do not balance (history, accounts, tellers, branches, rows): %s", sums)
 	}
-	t.Logf("after both runs: %s history rows, every balance sums to %s", f[4], f[0])
+	t.Logf("after the runs: %s history rows, every balance sums to %s", f[4], f[0])
 	backends := strings.TrimSpace(runClient(t, time.Minute, pgProgram(t, "psql"), "-X", "-At", "-h", c.Nodes[0].Host, "-p", strconv.Itoa(c.Nodes[0].Port),
 		"-U", pglab.AppUser, "-d", pglab.AppDatabase, "-c", "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND pid <> pg_backend_pid()"))
 	if n, err := strconv.Atoi(backends); err != nil || n > 8 {
