@@ -120,5 +120,12 @@ func TestNodePostgresSwitchover(t *testing.T) {
 		t.Fatalf("%d answers after the switchover, want 40", len(res.After))
 	}
 	t.Logf("node-postgres pg.Pool (%d connections, idle at the switchover): 0 errors, 0 idle client errors, %d queries on the new primary", res.Total, len(res.After))
-	cmd.Wait()
+	stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node did not exit after its pool ended")
+	}
 }

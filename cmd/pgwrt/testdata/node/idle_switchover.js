@@ -35,6 +35,7 @@ async function fill() {
   for await (const line of rl) {
     if (line.trim() === 'go') break;
   }
+  rl.close();
   const errors = [];
   const after = [];
   await Promise.all(Array.from({ length: 40 }, async (_, i) => {
