@@ -349,7 +349,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	modes := fs.String("pool-modes", "session,transaction", "pool modes of pgwrt and PgBouncer, comma-separated, a set of rows each: session, transaction")
 	fs.IntVar(&o.poolSize, "pool-size", 16, "transaction mode: pgwrt's pool_size and PgBouncer's default_pool_size")
 	protocols := fs.String("txn-protocols", "simple,extended", "query protocols (pgbench -M) of the transaction-mode rows, comma-separated: simple, extended "+
-		"(not prepared: pgwrt's transaction mode does not carry named prepared statements between backends yet); the session rows use simple")
+		"(not prepared: with a transaction pooler, pgbench -M prepared needs a thread per client, since its blocking first PQprepare waits for a backend another client of its thread holds); the session rows use simple")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -395,7 +395,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	for _, p := range strings.Split(*protocols, ",") {
 		p = strings.TrimSpace(p)
 		if p == "prepared" {
-			return o, errors.New("-txn-protocols: not prepared: pgwrt's transaction mode does not carry named prepared statements between backends yet")
+			return o, errors.New("-txn-protocols: not prepared: with a transaction pooler pgbench -M prepared needs a thread per client (its blocking first PQprepare waits for a backend another client of its thread holds), which the other rows do not have")
 		}
 		if !txnProtocolFlags[p] {
 			return o, fmt.Errorf("-txn-protocols: unknown protocol %q (simple, extended)", p)
