@@ -300,6 +300,8 @@ func (c *Cluster) WaitLeader(ctx context.Context, notName string) (*PatroniNode,
 // Patroni is not running.
 func (c *Cluster) WaitHealthy(ctx context.Context) (*PatroniNode, error) {
 	var last error
+	stuck := map[string]time.Time{} // replica → since when it runs without streaming
+	reinit := map[string]bool{}
 	for {
 		l, err := c.healthy(ctx)
 		if err == nil {
@@ -308,11 +310,37 @@ func (c *Cluster) WaitHealthy(ctx context.Context) (*PatroniNode, error) {
 		if errors.Is(err, errNodeDown) {
 			return nil, fmt.Errorf("patronilab: wait for healthy cluster: %w", err)
 		}
+		// A replica that runs but does not stream from the leader for a
+		// minute will not by itself: after a frozen leader comes back and
+		// takes the leader key again, a replica that followed the interim
+		// leader can be left on a timeline it cannot rewind from. An
+		// operator reinitialises it; so does the lab, once per wait.
+		var ns *notStreamingError
+		if errors.As(err, &ns) {
+			if since, ok := stuck[ns.node]; !ok {
+				stuck[ns.node] = time.Now()
+			} else if time.Since(since) > reinitStuckAfter && !reinit[ns.node] {
+				reinit[ns.node] = true
+				out, rerr := c.Patronictl(ctx, "reinit", Scope, ns.node, "--force")
+				c.Options.logf("patronilab: %s did not stream from %s for %s; patronictl reinit: %v %s", ns.node, ns.leader, reinitStuckAfter, rerr, strings.TrimSpace(out))
+			}
+		}
 		last = err
 		if err := sleepCtx(ctx, pollInterval); err != nil {
 			return nil, fmt.Errorf("patronilab: wait for healthy cluster: %v: %w", last, err)
 		}
 	}
+}
+
+// reinitStuckAfter is how long WaitHealthy lets a replica run without
+// streaming before it reinitialises it.
+const reinitStuckAfter = 60 * time.Second
+
+// notStreamingError: a running replica does not stream from the leader.
+type notStreamingError struct{ node, leader string }
+
+func (e *notStreamingError) Error() string {
+	return fmt.Sprintf("%s does not stream from %s", e.node, e.leader)
 }
 
 // errNodeDown ends WaitHealthy early: a node whose Patroni exited will not
@@ -354,7 +382,7 @@ func (c *Cluster) healthy(ctx context.Context) (*PatroniNode, error) {
 			}
 		}
 		if !streaming {
-			return nil, fmt.Errorf("%s does not stream from %s", n.Name, l.Name)
+			return nil, &notStreamingError{node: n.Name, leader: l.Name}
 		}
 	}
 	return l, nil
