@@ -202,20 +202,32 @@ func (c *clientCopier) pass(b []byte) (int, error) {
 			return start, werr
 		}
 		start += k
-		switch act {
-		case cliTerminate:
-			return start, errTerminate
-		case cliMalformed:
-			return start, errMalformedClient
-		case cliIntercept:
-			start += m
-			if werr := l.s.showPoolNodes(l.t.status()); werr != nil {
-				return start, werr
-			}
-		default:
-			return start, nil
+		var more bool
+		if start, more, werr = c.stopped(act, start, m); !more {
+			return start, werr
 		}
 	}
+}
+
+// stopped does what the tracker's stop after a pass asks: end the link
+// (Terminate, a malformed length), answer an intercepted message and go on,
+// or wait for more input. more says whether to scan on from start.
+func (c *clientCopier) stopped(act clientAction, start, m int) (int, bool, error) {
+	switch act {
+	case cliTerminate:
+		return start, false, errTerminate
+	case cliMalformed:
+		return start, false, errMalformedClient
+	case cliIntercept:
+		start += m
+		if err := c.l.s.showPoolNodes(c.l.t.status()); err != nil {
+			return start, false, err
+		}
+		return start, true, nil
+	case cliRewrite:
+		return start, true, nil
+	}
+	return start, false, nil
 }
 
 // passPrepared is pass with prepared statements: what the tracker lets
@@ -273,20 +285,9 @@ func (c *clientCopier) passPrepared(b []byte) (int, error) {
 		if werr != nil {
 			return start, werr
 		}
-		switch act {
-		case cliRewrite:
-			continue
-		case cliTerminate:
-			return start, errTerminate
-		case cliMalformed:
-			return start, errMalformedClient
-		case cliIntercept:
-			start += m
-			if werr := l.s.showPoolNodes(l.t.status()); werr != nil {
-				return start, werr
-			}
-		default:
-			return start, nil
+		var more bool
+		if start, more, werr = c.stopped(act, start, m); !more {
+			return start, werr
 		}
 	}
 }
