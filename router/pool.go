@@ -402,13 +402,19 @@ func (p *pools) release(b *backend, reusable bool) {
 				return
 			}
 		}
-		n := 0
+		// Session mode caches max_pool idle backends per poolKey; a
+		// transaction-mode pool keeps all of its pool_size, since its
+		// clients come back for one at their next transaction.
+		n, limit := 0, cfg.MaxPool
+		if pl.size > 0 {
+			limit = pl.size
+		}
 		for _, x := range pl.idle {
 			if x.key == b.key {
 				n++
 			}
 		}
-		if n < cfg.MaxPool {
+		if n < limit {
 			p.pushIdleLocked(b)
 			p.grantWaitersLocked(cfg, &a)
 			return
@@ -488,7 +494,7 @@ func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowId
 // at a clean ReadyForQuery boundary, reset, and on the current primary.
 func (r *Router) release(b *backend, reusable bool) {
 	cfg := r.config()
-	if reusable && (cfg.MaxPool == 0 || !b.fitFor(r.Topology().PrimaryNode(), cfg, time.Now())) {
+	if reusable && !b.fitFor(r.Topology().PrimaryNode(), cfg, time.Now()) {
 		reusable = false
 	}
 	r.pools.release(b, reusable)

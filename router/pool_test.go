@@ -544,3 +544,46 @@ func TestPoolSize(t *testing.T) {
 	}
 	p.mu.Unlock()
 }
+
+// TestPoolSizeKeepsIdle: a transaction-mode pool keeps all its pool_size
+// backends idle between transactions, not max_pool of them (max_pool is
+// session mode's cache): closing the rest made every transaction beyond
+// the fourth dial a new backend.
+func TestPoolSizeKeepsIdle(t *testing.T) {
+	p := testPools(10, 1)
+	var bs []*backend
+	var closed []<-chan struct{}
+	for i := 0; i < 3; i++ {
+		w := newWaiter(keyA, true)
+		w.size = 3
+		if be, queued := p.checkout(w.waiter, testPrim); be != nil || queued {
+			t.Fatalf("checkout %d: want a reservation", i)
+		}
+		b, c := fakeBackend()
+		p.opened(b, keyA)
+		bs, closed = append(bs, b), append(closed, c)
+	}
+	for _, b := range bs {
+		p.release(b, true)
+	}
+	if st := p.stats(); st.Idle != 3 || !isOpen(closed[2]) {
+		t.Fatalf("%d idle, the last released closed: %v; a pool of size 3 keeps 3 idle", st.Idle, !isOpen(closed[2]))
+	}
+	// In session mode (no size) max_pool caps the idle ones.
+	s := testPools(10, 1)
+	var sc []<-chan struct{}
+	var sb []*backend
+	for i := 0; i < 2; i++ {
+		if be, queued := s.checkout(newWaiter(keyB, true).waiter, testPrim); be != nil || queued {
+			t.Fatalf("session checkout %d: want a reservation", i)
+		}
+		b, c := fakeBackend()
+		s.opened(b, keyB)
+		sb, sc = append(sb, b), append(sc, c)
+	}
+	s.release(sb[0], true)
+	s.release(sb[1], true)
+	if !isOpen(sc[0]) || !isClosed(sc[1]) {
+		t.Fatal("session mode: want the first backend kept, the second closed (max_pool 1)")
+	}
+}
