@@ -27,7 +27,7 @@ func (s *session) authenticate(cfg *config.Config) (lp loginParams, allowIdle bo
 			break
 		}
 	}
-	lp = loginParams{keys: s.st.Keys, params: s.st.Params}
+	lp = loginParams{keys: s.st.Keys, params: s.st.Params, key: makePoolKey(s.st.Params)}
 	allowIdle = true
 	switch method {
 	case "reject":

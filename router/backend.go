@@ -66,6 +66,7 @@ type authRelay func(typ byte, body []byte) (resp []byte, err error)
 type loginParams struct {
 	keys     []string
 	params   map[string]string
+	key      poolKey // makePoolKey(params), made once
 	password string
 	havePW   bool
 	// fromClient: password is what the client typed (hba password); a

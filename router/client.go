@@ -250,9 +250,22 @@ func (s *session) primaryBackend(cfg *config.Config, lp loginParams, allowIdle b
 // dialling.
 func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle bool) (be *backend, fresh bool, err error) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.FailoverWait.D())
-	defer cancel()
-	key := makePoolKey(lp.params)
+	// The failover_wait deadline is made when first needed: a transaction
+	// that finds an idle backend (most of them) makes none.
+	var ctx context.Context
+	var cancel context.CancelFunc
+	deadline := func() context.Context {
+		if ctx == nil {
+			ctx, cancel = context.WithTimeout(context.Background(), cfg.FailoverWait.D())
+		}
+		return ctx
+	}
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
+	key := lp.key
 	var held time.Time
 	// wait holds the client until the topology changes (or, with a
 	// period, until the next look), within failover_wait.
@@ -270,7 +283,7 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 		select {
 		case <-t.Changed():
 		case <-tick:
-		case <-ctx.Done():
+		case <-deadline().Done():
 			return errorf(codeNoPrimary, "pgwrt: no primary server is available (waited %s)", cfg.FailoverWait.D())
 		case <-r.stopping:
 			return errorf(codeShutdown, "pgwrt is shutting down")
@@ -286,13 +299,13 @@ func (s *session) acquireBackend(cfg *config.Config, lp loginParams, allowIdle b
 			}
 			continue
 		}
-		be, err = r.checkout(ctx, key, t, allowIdle, s.poolSize(cfg))
+		be, err = r.checkout(deadline, key, t, allowIdle, s.poolSize(cfg))
 		if err != nil {
 			return nil, false, err
 		}
 		fresh = be == nil
 		if fresh {
-			be, err = s.dialPrimary(ctx, cfg, t, lp)
+			be, err = s.dialPrimary(deadline(), cfg, t, lp)
 			if err != nil {
 				r.pools.cancelReservation(key)
 				var we *wire.Error

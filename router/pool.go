@@ -448,13 +448,15 @@ func (p *pools) closeIdle(drop func(*backend) bool) int {
 // checkout returns an idle backend for key on t's primary, or nil with a
 // reservation to open a new one (call pools.opened or cancelReservation).
 // While every backend connection is busy it waits in key's pool, until
-// ctx ends or the router stops.
-func (r *Router) checkout(ctx context.Context, key poolKey, t *Topology, allowIdle bool, size int) (*backend, error) {
+// the context deadline returns ends (it is made only for a wait) or the
+// router stops.
+func (r *Router) checkout(deadline func() context.Context, key poolKey, t *Topology, allowIdle bool, size int) (*backend, error) {
 	granted := make(chan struct{}, 1)
 	w := &waiter{key: key, allowIdle: allowIdle, size: size, notify: func() { granted <- struct{}{} }}
 	be, queued := r.pools.checkout(w, t.PrimaryNode())
 	if queued {
 		busy := errorf(codeTooManyBackends, "pgwrt: all %d backend connections are busy", r.config().MaxBackendConnections)
+		ctx := deadline()
 		if size > 0 {
 			// Transaction mode: a client waits for its pool up to
 			// client_wait_timeout, as for a slot.

@@ -448,7 +448,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 	topo := &Topology{Primary: 0, Nodes: []NodeState{*testPrim}, changed: make(chan struct{})}
 	r.topo.Store(topo) // release checks backends against it
 	ctx := context.Background()
-	be, err := r.checkout(ctx, keyA, topo, true, 0)
+	be, err := r.checkout(func() context.Context { return ctx }, keyA, topo, true, 0)
 	if be != nil || err != nil {
 		t.Fatalf("checkout: %v, %v; want a reservation", be, err)
 	}
@@ -457,7 +457,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	be, err = r.checkout(short, keyB, topo, true, 0)
+	be, err = r.checkout(func() context.Context { return short }, keyB, topo, true, 0)
 	var pe *pgwrtError
 	if be != nil || !errors.As(err, &pe) || pe.code != codeTooManyBackends {
 		t.Fatalf("checkout at the cap: %v, %v; want 53300", be, err)
@@ -468,7 +468,7 @@ func TestCheckoutWaitEnds(t *testing.T) {
 
 	got := make(chan *backend)
 	go func() {
-		be, err := r.checkout(ctx, keyA, topo, true, 0)
+		be, err := r.checkout(func() context.Context { return ctx }, keyA, topo, true, 0)
 		if err != nil {
 			t.Error(err)
 		}
