@@ -84,19 +84,10 @@ func (c *serverCopier) run() error {
 	buf := l.sbuf
 	for {
 		n, err := l.be.conn.Read(buf)
-		if n > 0 && l.t.ps != nil {
-			if err := c.feedPrepared(buf[:n]); err != nil {
-				return err
-			}
-		} else if n > 0 {
-			ev, ferr := l.t.feedServer(buf[:n])
-			l.serverEvents(ev)
-			if ferr != nil {
-				return ferr
-			}
-			detach := l.detachAt()
-			if werr := l.s.writeFromServer(buf[:n], l.t.server.atBoundary()); werr != nil {
-				return werr
+		if n > 0 {
+			detach, serr := c.step(buf[:n])
+			if serr != nil {
+				return serr
 			}
 			if detach {
 				l.s.conn.SetReadDeadline(time.Now()) // wake the client side
@@ -109,29 +100,44 @@ func (c *serverCopier) run() error {
 	}
 }
 
-// feedPrepared is run's step with prepared statements: the client gets
-// what the tracker left in ps.be.out, written before any answer the client
-// side injects next (pm).
-func (c *serverCopier) feedPrepared(chunk []byte) error {
+// step follows one chunk read from the server, writes to the client what
+// goes there, and reports whether the link detaches here.
+func (c *serverCopier) step(chunk []byte) (detach bool, err error) {
+	l := c.l
+	if l.t.ps != nil {
+		return c.feedPrepared(chunk)
+	}
+	ev, ferr := l.t.feedServer(chunk)
+	l.serverEvents(ev)
+	if ferr != nil {
+		return false, ferr
+	}
+	detach = l.detachAt()
+	if werr := l.s.writeFromServer(chunk, l.t.server.atBoundary()); werr != nil {
+		return false, werr
+	}
+	return detach, nil
+}
+
+// feedPrepared is step with prepared statements: the client gets what the
+// tracker left in ps.be.out, written before any answer the client side
+// injects next (pm).
+func (c *serverCopier) feedPrepared(chunk []byte) (bool, error) {
 	l := c.l
 	l.pm.Lock()
 	defer l.pm.Unlock()
 	ev, ferr := l.t.feedServer(chunk)
 	l.serverEvents(ev)
 	if ferr != nil {
-		return ferr
+		return false, ferr
 	}
 	detach := l.detachAt()
 	if out := l.t.ps.be.out; len(out) > 0 {
 		if werr := l.s.writeFromServer(out, l.t.server.outBoundary()); werr != nil {
-			return werr
+			return false, werr
 		}
 	}
-	if detach {
-		l.s.conn.SetReadDeadline(time.Now()) // wake the client side
-		return errDetached
-	}
-	return nil
+	return detach, nil
 }
 
 // clientCopier copies client → backend through the link's cbuf, as far as

@@ -53,6 +53,18 @@ func (t *tracker) reset(status byte) {
 // idle reports whether the server has answered everything the client sent.
 func (t *tracker) idle() bool { return t.owed.Load() == t.answered.Load() }
 
+// awaiting reports whether the server owes the client a ReadyForQuery it
+// is bound to send without more input: one for a Query, FunctionCall or
+// Sync that has passed (an extended batch without its Sync yet is not
+// answered until the Sync comes).
+func (t *tracker) awaiting() bool {
+	due := t.owed.Load()
+	if t.client.batch {
+		due--
+	}
+	return t.answered.Load() < due
+}
+
 // safePoint is the one rule for where a backend may leave its client:
 // ReadyForQuery after Query/Sync/FunctionCall (and so after
 // CopyDone/CopyFail, which end a Query's or a batch's copy) with nothing
@@ -84,6 +96,9 @@ const maxIntercept = 64
 type clientStream struct {
 	remain int  // body bytes still to pass of the current message
 	batch  bool // extended-protocol messages sent since the last Sync
+	// flushed: a Flush went by, after which the server answers without
+	// a ReadyForQuery (the turn engine leaves such a link to copiers).
+	flushed bool
 }
 
 func (c *clientStream) atBoundary() bool { return c.remain == 0 }
@@ -167,6 +182,9 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 			}
 		case 'P', 'B', 'D', 'E', 'C', 'H':
 			t.countExtended()
+			if typ == 'H' {
+				c.flushed = true
+			}
 		}
 		if t.ps != nil {
 			t.prepCount(typ)
@@ -239,6 +257,9 @@ type serverStream struct {
 	// fatal: the server sent a FATAL (or PANIC) ErrorResponse; the
 	// connection ends for a reason the server stated.
 	fatal bool
+	// copyIn: the server asked for COPY data (CopyInResponse or
+	// CopyBothResponse) and waits for the client.
+	copyIn bool
 }
 
 // atBoundary reports whether the stream so far ends on a message boundary.
@@ -274,6 +295,9 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 			l := int(binary.BigEndian.Uint32(f.hdr[1:]))
 			if l < 4 {
 				return ev, errMalformedServer
+			}
+			if f.typ == 'G' || f.typ == 'W' {
+				f.copyIn = true
 			}
 			f.remain = l - 4
 			f.first = true

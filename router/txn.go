@@ -2,9 +2,6 @@ package router
 
 import (
 	"errors"
-	"io"
-	"net"
-	"syscall"
 	"time"
 
 	"pgwrt/config"
@@ -45,6 +42,9 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 	// client's transactions from now on.
 	allowIdle = true
 	var carry []byte // client bytes read by the last link and not passed
+	// first takes the first bytes of the client's next transaction: a
+	// waiting read holds this small array, not a link's buffers.
+	var first [firstRead]byte
 	var ps *prepLink // the client's protocol-level prepared statements
 	defer func() {
 		if ps != nil {
@@ -53,9 +53,11 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 	}()
 	for {
 		if len(carry) == 0 {
-			if err := waitReadable(s.conn); err != nil {
+			n, err := s.conn.Read(first[:])
+			if n == 0 && err != nil {
 				return nil // the client left (or was ended) between transactions
 			}
+			carry = first[:n]
 		}
 		if s.killed.Load() {
 			return nil
@@ -83,7 +85,7 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 			l.t.namedPins = true
 		}
 		l.carry = carry
-		reusable := s.forward(l)
+		reusable := s.forwardTurns(l)
 		l.done()
 		s.setBackend(nil)
 		s.conn.SetReadDeadline(time.Time{})
@@ -136,38 +138,9 @@ func (s *session) syncSession(be *backend) error {
 	return nil
 }
 
-// waitReadable waits, without reading, until c has bytes (or an end) to
-// read. A socket is asked with a peek, so nothing is taken from it and no
-// buffer is held while the client is idle.
-func waitReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return errors.New("connection cannot be waited on")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var perr error
-	if err := rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case n > 0:
-			return true
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-			return false // Read waits for the socket to become readable
-		case err == nil:
-			perr = io.EOF
-		default:
-			perr = err
-		}
-		return true
-	}); err != nil {
-		return err
-	}
-	return perr
-}
+// firstRead is how many bytes an idle transaction-mode client's waiting
+// read takes: enough for a short query, which then needs no second read.
+const firstRead = 256
 
 // settleStatements checks, after a link, what pgwrt knows of the
 // statements prepared on be: a FIFO with answers still owed means the

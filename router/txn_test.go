@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -356,5 +357,102 @@ func TestTransactionParams(t *testing.T) {
 		if got := tz(a); got != "UTC" {
 			t.Fatalf("client a: TimeZone %q after landing on another backend, want its own UTC", got)
 		}
+	}
+}
+
+// TestTransactionTurns drives the turn engine (engine_turns.go) where
+// taking turns is not enough and where the client's bytes arrive in
+// pieces: an extended batch answered on Flush before its Sync, COPY FROM
+// STDIN, a transaction block left open while the client thinks, and
+// messages split across writes at every kind of place. Each ends on a
+// reusable backend: the next exchange runs, on a pool of one.
+func TestTransactionTurns(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.PoolSize = 1
+	cfg.MaxPool = 1
+	tr := startRouter(t, cfg)
+	cn, rd := rawTxnClient(t, tr)
+	q := func(sql string) []byte { return pmsg('Q', sql, "\x00") }
+	read := func(until byte) string {
+		t.Helper()
+		var types string
+		for {
+			m, err := rd.Read()
+			if err != nil {
+				t.Fatalf("after %q: %v", types, err)
+			}
+			types += string(m.Type)
+			if m.Type == until {
+				return types
+			}
+		}
+	}
+	send := func(msgs ...[]byte) {
+		t.Helper()
+		cn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := cn.Write(bytes.Join(msgs, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ty, errs, _ := exchange(t, cn, rd, q("DROP TABLE IF EXISTS turns; CREATE TABLE turns(v int)")); len(errs) > 0 {
+		t.Fatalf("%q %q", ty, errs)
+	}
+
+	// Flush: the server answers without a ReadyForQuery; the client
+	// reads those answers before it sends its Sync.
+	send(parse("", "SELECT 1"), bind(""), execute(), pmsg('H'))
+	if ty := read('C'); ty != "12DC" {
+		t.Fatalf("flush: %q", ty)
+	}
+	if ty, errs, _ := exchange(t, cn, rd, syncMsg()); ty != "Z" || len(errs) > 0 {
+		t.Fatalf("sync after flush: %q %q", ty, errs)
+	}
+
+	// COPY FROM STDIN: the server waits for the client's data.
+	send(q("COPY turns FROM STDIN"))
+	if ty := read('G'); ty != "G" {
+		t.Fatalf("copy: %q", ty)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if ty, errs, _ := exchange(t, cn, rd, pmsg('d', "1\n2\n"), pmsg('d', "3\n"), pmsg('c')); ty != "CZ" || len(errs) > 0 {
+		t.Fatalf("copy done: %q %q", ty, errs)
+	}
+
+	// A transaction block: open while the client thinks.
+	if ty, _, _ := exchange(t, cn, rd, q("BEGIN")); ty != "CZ" {
+		t.Fatalf("begin: %q", ty)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if ty, _, _ := exchange(t, cn, rd, q("INSERT INTO turns VALUES (4)")); ty != "CZ" {
+		t.Fatalf("insert: %q", ty)
+	}
+	if ty, _, _ := exchange(t, cn, rd, q("COMMIT")); ty != "CZ" {
+		t.Fatalf("commit: %q", ty)
+	}
+
+	// Split writes: a header cut in two, a body cut in two, a batch
+	// whose Sync comes later, and two transactions in one write.
+	whole := bytes.Join([][]byte{q("SELECT sum(v)::text FROM turns")}, nil)
+	for _, cut := range []int{2, 9} {
+		send(whole[:cut])
+		time.Sleep(10 * time.Millisecond)
+		ty, errs, rows := exchange(t, cn, rd, whole[cut:])
+		if ty != "TDCZ" || len(errs) > 0 || len(rows) != 1 || rows[0] != "10" {
+			t.Fatalf("cut at %d: %q %q %q", cut, ty, errs, rows)
+		}
+	}
+	send(parse("", "SELECT 2"), bind(""))
+	time.Sleep(10 * time.Millisecond)
+	if ty, errs, _ := exchange(t, cn, rd, execute(), syncMsg()); ty != "12DCZ" || len(errs) > 0 {
+		t.Fatalf("late sync: %q %q", ty, errs)
+	}
+	send(q("SELECT 1"), q("SELECT 2"))
+	if ty := read('Z') + read('Z'); ty != "TDCZTDCZ" {
+		t.Fatalf("two in one write: %q", ty)
+	}
+	if ty, errs, _ := exchange(t, cn, rd, q("DROP TABLE turns")); ty != "CZ" || len(errs) > 0 {
+		t.Fatalf("drop: %q %q", ty, errs)
 	}
 }
