@@ -27,36 +27,14 @@ func (goroutineEngine) forward(l *link) (reusable, handled bool) {
 			// The server side ended first (a client that stopped
 			// reading says nothing about the backend): record why, and
 			// wake the client copier.
-			var cw *clientWriteError
-			switch {
-			case err == errDetached:
-				l.setEnd(endDetached, nil)
-			case errors.As(err, &cw):
-				l.setEnd(endClientGone, err)
-			case errors.Is(err, errMalformedServer):
-				l.setEnd(endServerMalformed, err)
-			default:
-				l.setEnd(endServerGone, err)
-			}
+			l.serverSideEnded(err)
 			s.conn.SetReadDeadline(time.Now())
 		}
 		sdone <- err
 	}()
 	cerr := cc.run()
 	clientDone.Store(true)
-	var bw *backendWriteError
-	switch {
-	case cerr == errDetached:
-		l.setEnd(endDetached, nil)
-	case cerr == errTerminate:
-		l.setEnd(endTerminate, nil)
-	case errors.Is(cerr, errMalformedClient):
-		l.setEnd(endClientMalformed, cerr)
-	case errors.As(cerr, &bw):
-		l.setEnd(endServerWrite, cerr)
-	default:
-		l.setEnd(endClientGone, cerr)
-	}
+	l.clientSideEnded(cerr)
 	be.conn.SetReadDeadline(time.Now())
 	serr := <-sdone
 	be.conn.SetReadDeadline(time.Time{})

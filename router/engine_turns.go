@@ -1,7 +1,5 @@
 package router
 
-import "errors"
-
 // The turn engine runs a transaction-mode link on the session's own
 // goroutine, taking turns: it passes what the client sent, and when that
 // ends a request the server is bound to answer (a Query, FunctionCall or
@@ -25,17 +23,7 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 			start, err := cc.pass(buf[:end])
 			end = copy(buf, buf[start:end])
 			if err != nil {
-				var bw *backendWriteError
-				switch {
-				case err == errTerminate:
-					l.setEnd(endTerminate, nil)
-				case errors.Is(err, errMalformedClient):
-					l.setEnd(endClientMalformed, err)
-				case errors.As(err, &bw):
-					l.setEnd(endServerWrite, err)
-				default:
-					l.setEnd(endClientGone, err)
-				}
+				l.clientSideEnded(err)
 				return s.endTurns(l, true)
 			}
 		}
@@ -56,15 +44,7 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 					}
 				}
 				if err != nil {
-					var cw *clientWriteError
-					switch {
-					case errors.As(err, &cw):
-						l.setEnd(endClientGone, err)
-					case errors.Is(err, errMalformedServer):
-						l.setEnd(endServerMalformed, err)
-					default:
-						l.setEnd(endServerGone, err)
-					}
+					l.serverSideEnded(err)
 					return s.endTurns(l, false)
 				}
 			}

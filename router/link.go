@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"sync"
 )
 
@@ -107,6 +108,40 @@ func (r endReason) String() string {
 // setEnd records why the link ends; the first reason wins.
 func (l *link) setEnd(reason endReason, err error) {
 	l.once.Do(func() { l.why, l.err = reason, err })
+}
+
+// clientSideEnded records why the side that reads the client stopped:
+// err is what stopped it.
+func (l *link) clientSideEnded(err error) {
+	var bw *backendWriteError
+	switch {
+	case err == errDetached:
+		l.setEnd(endDetached, nil)
+	case err == errTerminate:
+		l.setEnd(endTerminate, nil)
+	case errors.Is(err, errMalformedClient):
+		l.setEnd(endClientMalformed, err)
+	case errors.As(err, &bw):
+		l.setEnd(endServerWrite, err)
+	default:
+		l.setEnd(endClientGone, err)
+	}
+}
+
+// serverSideEnded records why the side that reads the server stopped (a
+// client that stopped reading says nothing about the backend).
+func (l *link) serverSideEnded(err error) {
+	var cw *clientWriteError
+	switch {
+	case err == errDetached:
+		l.setEnd(endDetached, nil)
+	case errors.As(err, &cw):
+		l.setEnd(endClientGone, err)
+	case errors.Is(err, errMalformedServer):
+		l.setEnd(endServerMalformed, err)
+	default:
+		l.setEnd(endServerGone, err)
+	}
 }
 
 // detachAt decides, on the server side after a chunk, whether a
