@@ -40,7 +40,8 @@ type Config struct {
 	IOEngine string `toml:"io_engine"`
 
 	// MaxPool is the number of idle cached backend connections kept per
-	// (user, database) (pgpool's max_pool).
+	// (user, database) in session mode (pgpool's max_pool); a
+	// transaction-mode pool keeps up to its PoolSize idle.
 	MaxPool int `toml:"max_pool"`
 	// MaxBackendConnections caps all backend connections, idle and busy.
 	MaxBackendConnections int `toml:"max_backend_connections"`

@@ -37,6 +37,10 @@ type session struct {
 	be      *backend // current backend, for cancel and for kill
 	link    *link    // set while forwarding on an event loop
 	killErr error    // why the session was killed
+	// lostWhy (transaction mode): why the backend under the client's
+	// transaction was taken away (loseBackend), for txnlost.go.
+	lostWhy string
+	txnMode atomic.Bool // the session pools by transaction
 
 	// Transaction mode: want are the tracked parameters the client set at
 	// startup or was first given, re-applied on each backend it lands
@@ -177,6 +181,29 @@ func (s *session) kill(err error) {
 		s.be.conn.Close()
 	}
 	s.mu.Unlock()
+}
+
+// loseBackend takes be, a transaction-mode client's backend on a node
+// that is no longer the primary, from under it: its connection closes,
+// and the client's session, which lives on in pgwrt, tells the client
+// what became of its transaction (txnlost.go) and goes on. It does nothing
+// if the client has moved on from be.
+func (s *session) loseBackend(be *backend, why string) {
+	s.mu.Lock()
+	if s.be != be {
+		s.mu.Unlock()
+		return
+	}
+	s.lostWhy = why
+	s.mu.Unlock()
+	be.conn.Close()
+}
+
+// lostReason is why loseBackend took the backend ("" if it did not).
+func (s *session) lostReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lostWhy
 }
 
 func (s *session) setBackend(b *backend) {

@@ -90,6 +90,9 @@ func (c *serverCopier) step(chunk []byte) (detach bool, err error) {
 	if ferr != nil {
 		return false, ferr
 	}
+	if l.holdFatal(ev) {
+		return false, l.writeBeforeFatal(chunk)
+	}
 	detach = l.detachAt()
 	if werr := l.s.writeFromServer(chunk, l.t.server.atBoundary()); werr != nil {
 		return false, werr
@@ -108,6 +111,9 @@ func (c *serverCopier) feedPrepared(chunk []byte) (bool, error) {
 	l.serverEvents(ev)
 	if ferr != nil {
 		return false, ferr
+	}
+	if l.holdFatal(ev) {
+		return false, l.writeBeforeFatal(l.t.ps.be.out)
 	}
 	detach := l.detachAt()
 	if out := l.t.ps.be.out; len(out) > 0 {
@@ -133,10 +139,10 @@ func (c *clientCopier) run() error {
 	for {
 		if end > 0 {
 			start, err := c.pass(buf[:end])
-			if err == errDetached {
-				l.leftover = append(l.leftover[:0], buf[start:end]...)
-			}
 			if err != nil {
+				if l.txn {
+					l.leftover = append(l.leftover[:0], buf[start:end]...)
+				}
 				return err
 			}
 			end = copy(buf, buf[start:end])
@@ -144,9 +150,13 @@ func (c *clientCopier) run() error {
 		n, err := l.s.conn.Read(buf[end:])
 		end += n
 		if n == 0 && err != nil {
-			if l.txn && l.isDetached() {
+			if l.txn {
+				// Bytes the next link, or pgwrt's answer to a
+				// lost transaction (txnlost.go), takes.
 				l.leftover = append(l.leftover[:0], buf[:end]...)
-				return errDetached
+				if l.isDetached() {
+					return errDetached
+				}
 			}
 			return err
 		}

@@ -18,13 +18,18 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 	sc := &serverCopier{l: l}
 	buf := l.cbuf
 	end := copy(buf, l.carry)
+	// stop ends the link; the client bytes not passed stay with it.
+	stop := func(clean bool) bool {
+		l.leftover = append(l.leftover[:0], buf[:end]...)
+		return s.endTurns(l, clean)
+	}
 	for {
 		if end > 0 {
 			start, err := cc.pass(buf[:end])
 			end = copy(buf, buf[start:end])
 			if err != nil {
 				l.clientSideEnded(err)
-				return s.endTurns(l, true)
+				return stop(true)
 			}
 		}
 		if l.t.client.flushed {
@@ -38,14 +43,13 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 					if serr != nil {
 						err = serr
 					} else if detach {
-						l.leftover = append(l.leftover[:0], buf[:end]...)
 						l.setEnd(endDetached, nil)
-						return s.endTurns(l, true)
+						return stop(true)
 					}
 				}
 				if err != nil {
 					l.serverSideEnded(err)
-					return s.endTurns(l, false)
+					return stop(false)
 				}
 			}
 			if l.t.server.copyIn {
@@ -60,7 +64,7 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 		end += n
 		if n == 0 && err != nil {
 			l.setEnd(endClientGone, err)
-			return s.endTurns(l, true)
+			return stop(true)
 		}
 	}
 	l.carry = buf[:end]

@@ -22,6 +22,7 @@ const (
 	codeBackendConnect                  // could not reach or log in to the primary
 	codeShutdown                        // pgwrt is stopping
 	codeTooManyBackends                 // max_backend_connections reached
+	codeTxnUnknown                      // a transaction's backend was lost with its COMMIT unanswered
 )
 
 // pgwrtError is an error pgwrt itself raises towards a client.
@@ -47,6 +48,7 @@ var sqlstate = map[code]string{
 	codeProtocol:        "08P01",
 	codeBackendConnect:  "08006",
 	codeShutdown:        "57P01",
+	codeTxnUnknown:      "08007",
 }
 
 // toWire turns any error into the ErrorResponse a client may see. Errors that

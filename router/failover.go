@@ -30,7 +30,8 @@ func (r *Router) backendFailed(be *backend, err error) {
 
 // onPrimaryChange enforces "nothing stays open that points at a node that is
 // not the primary": idle backends to other nodes are closed, and sessions
-// bound to them get 57P01 and are closed so their pools reconnect.
+// bound to them get 57P01 and are closed so their pools reconnect; in
+// transaction mode only the transaction on the old node ends.
 func (r *Router) onPrimaryChange(oldName string) {
 	// Changes can come in quick succession (primary → none → new primary);
 	// these run one at a time and act on the topology as it is now, so a
@@ -51,14 +52,18 @@ func (r *Router) onPrimaryChange(oldName string) {
 		if be == nil || be.node == newName {
 			continue
 		}
-		var err error
-		if newName == "" {
-			err = errorf(codePrimaryMoved, "pgwrt: primary %s is no longer available; reconnect", be.node)
-		} else {
-			err = errorf(codePrimaryMoved, "pgwrt: primary moved from %s to %s; reconnect", be.node, newName)
+		why := "primary " + be.node + " is no longer available"
+		if newName != "" {
+			why = "primary moved from " + be.node + " to " + newName
 		}
-		s.kill(err)
 		killed++
+		if s.txnMode.Load() {
+			// The client's session is pgwrt's: only the transaction
+			// on the old primary ends (txnlost.go).
+			s.loseBackend(be, why)
+			continue
+		}
+		s.kill(errorf(codePrimaryMoved, "pgwrt: %s; reconnect", why))
 	}
 	r.metrics.killed.Add(killed)
 	if n > 0 || killed > 0 {

@@ -43,6 +43,9 @@ type link struct {
 	inflight  int
 	detached  bool
 	pinLogged bool
+	// lost (transaction mode, not pinned): the backend was lost under
+	// the link and the client has not been told; txnlost.go answers.
+	lost bool
 
 	// stop ends the link from outside (primary moved, shutdown), set by
 	// the engine before the link starts; false when it can no longer
@@ -186,6 +189,31 @@ func (l *link) serverEvents(ev serverEvent) {
 
 var errServerFatal = errorf(codeBackendLost, "server sent FATAL")
 
+// errFatalHeld ends a transaction-mode link whose server sent a FATAL that
+// speaks of the node (shutdown, terminated): pgwrt, not the server, tells
+// the client what became of its transaction (txnlost.go).
+var errFatalHeld = errorf(codeBackendLost, "server sent FATAL (held back)")
+
+// holdFatal reports whether the FATAL the last chunk ended with is held
+// back from the client: in transaction mode, where the client's session
+// lives on in pgwrt (not pinned to this backend), and the FATAL's header
+// was whole in the chunk, so the client's stream stops on a boundary.
+func (l *link) holdFatal(ev serverEvent) bool {
+	f := &l.t.server
+	return ev&srvGoingAway != 0 && l.txn && l.t.pinned == 0 && f.errAt >= 0 && f.atBoundary()
+}
+
+// writeBeforeFatal writes to the client what out holds before the held
+// FATAL, and returns errFatalHeld.
+func (l *link) writeBeforeFatal(out []byte) error {
+	if at := l.t.server.errAt; at > 0 {
+		if err := l.s.writeFromServer(out[:at], true); err != nil {
+			return err
+		}
+	}
+	return errFatalHeld
+}
+
 // outcome decides, once the engine has stopped, what the client must hear
 // (nil: nothing) and whether the backend may serve another client. clean
 // is the engine's word that every byte it took from either side was
@@ -199,6 +227,14 @@ func (l *link) outcome(clean bool) (msg error, reusable bool) {
 	case endServerGone, endServerWrite:
 		if !killed {
 			msg = s.serverLost(l, l.err)
+			if why := s.lostReason(); why != "" {
+				msg = errorf(codePrimaryMoved, "pgwrt: %s; reconnect", why)
+			}
+			if l.txn && l.t.pinned == 0 {
+				// The client's session lives on in pgwrt: the session
+				// tells it what became of its transaction.
+				l.lost, msg = true, nil
+			}
 		}
 	case endLoopFailed:
 		if !killed {

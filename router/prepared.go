@@ -47,7 +47,10 @@ import (
 type stmt struct {
 	name string // server-side name
 	body []byte // the Parse body after the name
-	refs int    // client names and FIFO entries that hold it (stmtRegistry.mu)
+	// commits: the statement commits a transaction (COMMIT, END, ...),
+	// so a Bind of it makes the tracker note a commit (noteCommit).
+	commits bool
+	refs    int // client names and FIFO entries that hold it (stmtRegistry.mu)
 }
 
 // stmtRegistry hands out server-side names; a statement is forgotten when
@@ -69,7 +72,7 @@ func (r *stmtRegistry) acquire(body []byte) *stmt {
 	st := r.m[string(body)]
 	if st == nil {
 		r.next++
-		st = &stmt{name: "pgwrt_" + strconv.FormatUint(r.next, 10), body: append([]byte(nil), body...)}
+		st = &stmt{name: "pgwrt_" + strconv.FormatUint(r.next, 10), body: append([]byte(nil), body...), commits: classifySQL(body).commits}
 		r.m[string(st.body)] = st
 	}
 	st.refs++
@@ -466,6 +469,9 @@ func (t *tracker) prepClient(typ byte, b []byte, l int) (hold bool, skip, rest i
 			return false, 5 + used, size - used
 		}
 		p.ensure(st)
+		if st.commits {
+			t.noteCommit()
+		}
 		p.rew = appendBindHeader(p.rew, portal, st.name, size-used)
 		be.push(pending{kind: 'B'})
 		return false, 5 + used, size - used

@@ -41,6 +41,10 @@ type tracker struct {
 	// first message, since its Sync is sure to be answered. answered
 	// counts those received. Equal: the server has answered everything.
 	owed, answered atomic.Uint32
+	// commitAt (client side): the owed count by which the last
+	// statement that commits (stmtEffect.commits) will have been
+	// answered; answered below it means a COMMIT may be in flight.
+	commitAt uint32
 }
 
 // newTracker starts a tracker on a backend that is at ReadyForQuery with
@@ -52,6 +56,20 @@ func (t *tracker) reset(status byte) {
 
 // idle reports whether the server has answered everything the client sent.
 func (t *tracker) idle() bool { return t.owed.Load() == t.answered.Load() }
+
+// due counts the ReadyForQuery messages the server is bound to send
+// without more input (see awaiting).
+func (t *tracker) due() int {
+	due := int(t.owed.Load()) - int(t.answered.Load())
+	if t.client.batch {
+		due--
+	}
+	return max(due, 0)
+}
+
+// commitInFlight reports whether a statement that commits has passed and
+// its answer has not come.
+func (t *tracker) commitInFlight() bool { return t.answered.Load() < t.commitAt }
 
 // awaiting reports whether the server owes the client a ReadyForQuery it
 // is bound to send without more input: one for a Query, FunctionCall or
@@ -95,6 +113,7 @@ const maxIntercept = 64
 // clientStream follows the client → server stream.
 type clientStream struct {
 	remain int  // body bytes still to pass of the current message
+	typ    byte // type of the current (or last) message
 	batch  bool // extended-protocol messages sent since the last Sync
 	// flushed: a Flush went by, after which the server answers without
 	// a ReadyForQuery (the turn engine leaves such a link to copiers).
@@ -130,6 +149,7 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 		if l < 4 {
 			return n, cliMalformed, 0
 		}
+		c.typ = typ
 		if t.classify && t.pinned == 0 && (typ == 'Q' || typ == 'P') {
 			whole := len(b)-n >= 1+l
 			if !whole && l-4 <= t.window {
@@ -218,9 +238,17 @@ func (t *tracker) inspect(typ byte, body []byte) {
 	}
 	e := classifySQL(body)
 	t.pinned = e.eff &^ (effDeallocate | effUnknown)
+	if e.commits {
+		t.noteCommit()
+	}
 	if e.eff&effDeallocate != 0 {
 		t.dealloc = true
 	}
+}
+
+// noteCommit marks the request being scanned as one that commits.
+func (t *tracker) noteCommit() {
+	t.commitAt = t.owed.Load() + 1
 }
 
 // cutCString splits b after its first NUL.
@@ -260,6 +288,13 @@ type serverStream struct {
 	// copyIn: the server asked for COPY data (CopyInResponse or
 	// CopyBothResponse) and waits for the client.
 	copyIn bool
+	// errAt: where, in the bytes the last feedServer left for the client
+	// (the chunk, or ps.be.out), the last ErrorResponse whose header was
+	// whole in them starts; -1 if none did.
+	errAt int
+	// hstart: where the header being collected started in this chunk
+	// (-1: in an earlier one).
+	hstart int
 }
 
 // atBoundary reports whether the stream so far ends on a message boundary.
@@ -281,8 +316,15 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 		ps.be.out = ps.be.out[:0]
 	}
 	n := len(chunk)
+	f.errAt = -1
+	if f.hn > 0 {
+		f.hstart = -1
+	}
 	for i := 0; i < n; {
 		if f.remain == 0 {
+			if f.hn == 0 {
+				f.hstart = i
+			}
 			for f.hn < 5 && i < n {
 				f.hdr[f.hn] = chunk[i]
 				f.hn++
@@ -301,8 +343,18 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 			}
 			f.remain = l - 4
 			f.first = true
+			if f.typ == 'E' {
+				f.errAt = f.hstart
+			}
 			if ps != nil {
-				if f.keep = ps.serverKeep(f.typ); f.keep {
+				f.keep = ps.serverKeep(f.typ)
+				if f.typ == 'E' {
+					f.errAt = -1
+					if f.keep {
+						f.errAt = len(ps.be.out)
+					}
+				}
+				if f.keep {
 					ps.be.out = append(ps.be.out, f.hdr[:]...)
 				}
 			}

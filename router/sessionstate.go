@@ -73,6 +73,11 @@ type paramChange struct {
 // stmtEffect is what a query (one or more statements) does to the session.
 type stmtEffect struct {
 	eff effect
+	// commits: a statement that commits a transaction block (COMMIT,
+	// END, COMMIT PREPARED, PREPARE TRANSACTION). It leaves no state;
+	// it tells whether a transaction's outcome is known when its
+	// backend is lost with the statement unanswered.
+	commits bool
 	// n counts the distinct SET/RESET targets seen; the first len(params)
 	// are listed in params.
 	n      int
@@ -212,7 +217,11 @@ func classifyStmt(l *sqlLexer, t token, e *stmtEffect) {
 		p := *l
 		if !p.isWord(p.next(), "transaction") || p.next().kind != tokString {
 			e.eff |= effPrepare
+		} else {
+			e.commits = true
 		}
+	case l.isWord(t, "commit"), l.isWord(t, "end"):
+		e.commits = true
 	case l.isWord(t, "deallocate"), l.isWord(t, "discard"):
 		e.eff |= effDeallocate
 	case l.isWord(t, "listen"):

@@ -28,6 +28,7 @@ var errDetached = errors.New("link detached at a safe point")
 // backend its login was handed over from; it goes back to the pool at once.
 func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdle bool, be *backend) error {
 	r := s.r
+	s.txnMode.Store(true)
 	s.seen = be.reported.clone()
 	s.want.setStartup(s.st.Keys, s.st.Params)
 	for _, p := range be.reported.list {
@@ -95,6 +96,15 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 		if l.why == endDetached {
 			carry = append(carry[:0], l.leftover...)
 			r.release(be, reusable)
+			continue
+		}
+		if l.lost {
+			r.release(be, false)
+			rest, ok := s.recoverLost(l, ps)
+			if !ok {
+				return nil
+			}
+			carry = append(carry[:0], rest...)
 			continue
 		}
 		// A client that leaves where a detach would have happened (not

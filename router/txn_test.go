@@ -3,12 +3,14 @@ package router
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pgwrt/config"
 	"pgwrt/internal/pglab"
@@ -188,7 +190,8 @@ func TestTransactionPipelined(t *testing.T) {
 // while clients sit between transactions. In transaction mode none of them
 // notices: each one's next statement is held while there is no primary
 // and runs on the new one, with no error. (In session mode each would get
-// one 57P01.)
+// one 57P01.) A client inside a transaction block gets one 40001 and
+// keeps its connection.
 func TestTransactionSwitchover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
@@ -212,11 +215,32 @@ func TestTransactionSwitchover(t *testing.T) {
 		}
 		conns = append(conns, cn)
 	}
+	// One client is inside a transaction block on the old primary.
+	inTx := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
+	tx, err := inTx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "CREATE TABLE lost_at_switchover (x int)"); err != nil {
+		t.Fatal(err)
+	}
 	if err := old.StopFast(); err != nil {
 		t.Fatal(err)
 	}
 	if err := next.Promote(); err != nil {
 		t.Fatal(err)
+	}
+	// It hears of it once, with its connection kept: 40001, its ROLLBACK
+	// answered, its next transaction on the new primary.
+	var pe *pgconn.PgError
+	if _, err := tx.Exec(ctx, "INSERT INTO lost_at_switchover VALUES (1)"); !errors.As(err, &pe) || pe.Code != "40001" {
+		t.Fatalf("client in a transaction block at the switchover: %v; want 40001", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatalf("rollback after the switchover: %v", err)
+	}
+	if got := serverPort(t, inTx); got != next.Port {
+		t.Fatalf("client that was in a block: on port %d after the switchover, new primary %d", got, next.Port)
 	}
 	var wg sync.WaitGroup
 	for i, cn := range conns {
