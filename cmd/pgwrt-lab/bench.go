@@ -687,8 +687,10 @@ func (e *benchEnv) runMode(ctx context.Context, mode string) (*benchReport, erro
 	}
 	rep.engine = loops
 	if mode == poolTransaction {
-		// Transaction-mode links do not run on the loops (yet).
-		rep.engine = "goroutines (transaction-mode links; its " + loops + " loops serve session mode only)"
+		// Transaction-mode links do not run on the loops (yet); the
+		// loops start with the first session-mode link, so a run with
+		// none logs no loop engine.
+		rep.engine = "the client's goroutine, taking turns with the server (transaction-mode links do not run on the event loops)"
 	}
 	logf("pgwrt forwarded with %s", rep.engine)
 	return rep, nil
