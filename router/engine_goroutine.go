@@ -187,10 +187,7 @@ func (c *clientCopier) pass(b []byte) (int, error) {
 		}
 		werr := c.forward(b[start : start+k])
 		if l.txn {
-			l.mu.Lock()
-			l.inflight--
-			l.gone.Broadcast()
-			l.mu.Unlock()
+			l.written()
 		}
 		if werr != nil {
 			return start, werr
@@ -272,10 +269,7 @@ func (c *clientCopier) passPrepared(b []byte) (int, error) {
 		if werr == nil {
 			werr = c.forward(stage)
 		}
-		l.mu.Lock()
-		l.inflight--
-		l.gone.Broadcast()
-		l.mu.Unlock()
+		l.written()
 		if werr != nil {
 			return start, werr
 		}

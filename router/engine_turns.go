@@ -1,10 +1,10 @@
 package router
 
 // The turn engine runs a transaction-mode link on the session's own
-// goroutine, taking turns: it passes what the client sent, and when that
-// ends a request the server is bound to answer (a Query, FunctionCall or
-// Sync) it reads the server until the answer is complete, then goes back
-// to the client. That is how nearly every client talks, and it costs no
+// goroutine, taking turns as the tracker says (tracker.turn): it passes
+// what the client sent, and when that ends a request the server is bound
+// to answer it reads the server until the answer is complete, then goes
+// back to the client. That is how nearly every client talks, and it costs no
 // goroutine, channel or deadline per transaction.
 //
 // Where the server may speak while the client is the one expected to (a
@@ -32,11 +32,13 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 				return stop(true)
 			}
 		}
-		if l.t.client.flushed {
-			break
-		}
-		if l.t.awaiting() {
-			for l.t.awaiting() && !l.t.server.copyIn {
+		switch l.t.turn() {
+		case turnBoth:
+			l.carry = buf[:end]
+			reusable, _ = goroutineEngine{}.forward(l)
+			return reusable
+		case turnServer:
+			for l.t.turn() == turnServer {
 				n, err := l.be.conn.Read(l.sbuf)
 				if n > 0 {
 					detach, serr := sc.step(l.sbuf[:n])
@@ -52,13 +54,7 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 					return stop(false)
 				}
 			}
-			if l.t.server.copyIn {
-				break
-			}
 			continue // the client may have sent more meanwhile
-		}
-		if l.t.status() != 'I' {
-			break // a transaction block: the server may speak while the client thinks
 		}
 		n, err := s.conn.Read(buf[end:])
 		end += n
@@ -67,9 +63,6 @@ func (s *session) forwardTurns(l *link) (reusable bool) {
 			return stop(true)
 		}
 	}
-	l.carry = buf[:end]
-	reusable, _ = goroutineEngine{}.forward(l)
-	return reusable
 }
 
 // endTurns settles a link the turn engine ended: clean says every byte

@@ -113,6 +113,15 @@ func (l *link) setEnd(reason endReason, err error) {
 	l.once.Do(func() { l.why, l.err = reason, err })
 }
 
+// written tells a detach waiting in detachAt that scanned bytes counted
+// in inflight have gone to the server.
+func (l *link) written() {
+	l.mu.Lock()
+	l.inflight--
+	l.gone.Broadcast()
+	l.mu.Unlock()
+}
+
 // clientSideEnded records why the side that reads the client stopped:
 // err is what stopped it.
 func (l *link) clientSideEnded(err error) {

@@ -58,7 +58,9 @@ func (t *tracker) reset(status byte) {
 func (t *tracker) idle() bool { return t.owed.Load() == t.answered.Load() }
 
 // due counts the ReadyForQuery messages the server is bound to send
-// without more input (see awaiting).
+// without more input: one for each Query, FunctionCall and Sync that has
+// passed (an extended batch without its Sync yet is not answered until
+// the Sync comes).
 func (t *tracker) due() int {
 	due := int(t.owed.Load()) - int(t.answered.Load())
 	if t.client.batch {
@@ -71,16 +73,31 @@ func (t *tracker) due() int {
 // its answer has not come.
 func (t *tracker) commitInFlight() bool { return t.answered.Load() < t.commitAt }
 
-// awaiting reports whether the server owes the client a ReadyForQuery it
-// is bound to send without more input: one for a Query, FunctionCall or
-// Sync that has passed (an extended batch without its Sync yet is not
-// answered until the Sync comes).
-func (t *tracker) awaiting() bool {
-	due := t.owed.Load()
-	if t.client.batch {
-		due--
+// Whose turn it is on a link that takes turns (engine_turns.go).
+type turn uint8
+
+const (
+	turnClient turn = iota // the server owes nothing it sends unasked: read the client
+	turnServer             // the server is bound to answer: read it
+	turnBoth               // either side may speak next: read both at once
+)
+
+// turn says which side a link that takes turns reads next, once the
+// client's bytes so far have passed and the server's have been followed.
+// Both, where the server may speak while the client does: after a Flush
+// (answers without a ReadyForQuery), in COPY FROM STDIN (the server waits
+// for data), and in a transaction block (the client may think a while,
+// and a FATAL must reach it meanwhile).
+func (t *tracker) turn() turn {
+	switch {
+	case t.client.flushed || t.server.copyIn:
+		return turnBoth
+	case t.due() > 0:
+		return turnServer
+	case t.status() != 'I':
+		return turnBoth
 	}
-	return t.answered.Load() < due
+	return turnClient
 }
 
 // safePoint is the one rule for where a backend may leave its client:
@@ -116,7 +133,7 @@ type clientStream struct {
 	typ    byte // type of the current (or last) message
 	batch  bool // extended-protocol messages sent since the last Sync
 	// flushed: a Flush went by, after which the server answers without
-	// a ReadyForQuery (the turn engine leaves such a link to copiers).
+	// a ReadyForQuery (turn).
 	flushed bool
 }
 

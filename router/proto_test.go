@@ -125,3 +125,34 @@ func TestTrackerNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per query", a)
 	}
 }
+
+// TestTrackerTurn: which side a link that takes turns reads next.
+func TestTrackerTurn(t *testing.T) {
+	rfq := func(st byte) []byte { return []byte{'Z', 0, 0, 0, 5, st} }
+	var tr tracker
+	tr.reset('I')
+	step := func(what string, client, server []byte, want turn) {
+		t.Helper()
+		if client != nil {
+			tr.scanClient(client)
+		}
+		if server != nil {
+			if _, err := tr.feedServer(server); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := tr.turn(); got != want {
+			t.Fatalf("%s: turn %d, want %d", what, got, want)
+		}
+	}
+	step("nothing yet", nil, nil, turnClient)
+	step("a Parse without its Sync", parse("", "SELECT 1"), nil, turnClient)
+	step("its Sync", syncMsg(), nil, turnServer)
+	step("answered", nil, rfq('I'), turnClient)
+	step("a Query", pmsg('Q', "BEGIN\x00"), nil, turnServer)
+	step("in a block", nil, rfq('T'), turnBoth)
+	tr.reset('I')
+	step("a Flush", append(parse("", "SELECT 1"), pmsg('H')...), nil, turnBoth)
+	tr.reset('I')
+	step("COPY FROM STDIN", pmsg('Q', "COPY t FROM STDIN\x00"), []byte{'G', 0, 0, 0, 7, 0, 0, 0}, turnBoth)
+}

@@ -87,13 +87,9 @@ func (s *session) recoverLost(l *link, ps *prepLink) (rest []byte, ok bool) {
 	if due > 0 {
 		// The client waits for due answers: the first is the error,
 		// the others what PostgreSQL says in a failed block.
-		lr.fail()
-		lr.ready()
-		for i := 1; i < due; i++ {
-			lr.fail()
-			lr.ready()
+		for i := 0; i < due; i++ {
+			lr.answerFailed()
 		}
-		lr.skip = false
 	}
 	if !block && due == 0 && !t.client.batch && t.client.remain == 0 {
 		// Nothing had started: nothing was lost.
@@ -123,6 +119,14 @@ func (lr *lostResponder) fail() {
 		lr.out = append(lr.out, errInAborted...)
 	}
 	lr.skip = true
+}
+
+// answerFailed answers a whole request (a Query, a FunctionCall, a batch
+// up to its Sync) that fails.
+func (lr *lostResponder) answerFailed() {
+	lr.fail()
+	lr.skip = false
+	lr.ready()
 }
 
 // ready answers a Sync or a Query with ReadyForQuery.
@@ -159,9 +163,7 @@ func (lr *lostResponder) run(buffered []byte, discard int, owes bool) ([]byte, b
 		return nil, false
 	}
 	if owes {
-		lr.fail()
-		lr.skip = false
-		lr.ready()
+		lr.answerFailed()
 	}
 	for {
 		if err := lr.flush(); err != nil {
@@ -215,9 +217,7 @@ func (lr *lostResponder) run(buffered []byte, discard int, owes bool) ([]byte, b
 			// Flush: answers go at once; COPY messages after a failed COPY
 			// are ignored, as PostgreSQL does.
 		case 'F':
-			lr.fail()
-			lr.skip = false
-			lr.ready()
+			lr.answerFailed()
 		default:
 			lr.s.writeError(errMalformedClient)
 			return nil, false
@@ -248,7 +248,7 @@ func (lr *lostResponder) parse(body []byte) {
 	exit := txnExit(rest)
 	if ok && len(name) == 0 && (exit == 'R' || exit == 'C' && lr.pending == nil) {
 		lr.exitSt = true
-		lr.out = append(lr.out, '1', 0, 0, 0, 4) // ParseComplete
+		lr.out = append(lr.out, msgParseComplete...)
 		return
 	}
 	lr.fail()
@@ -290,7 +290,7 @@ func (lr *lostResponder) close(body []byte) {
 			}
 		}
 	}
-	lr.out = append(lr.out, '3', 0, 0, 0, 4) // CloseComplete
+	lr.out = append(lr.out, msgCloseComplete...)
 }
 
 // appendTag appends a CommandComplete.
