@@ -29,6 +29,7 @@ vet:
 RACE_PKGS := ./router/... ./config/... ./uci/...
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
+	PGWRT_TEST_ENGINE=goroutines $(GO) test -race -count=1 -timeout 10m -run 'TestTransaction|TestTxn' ./router/
 	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -v -e '/router' -e '/config' -e '/uci')
 
 test-short:

@@ -30,6 +30,10 @@ type backend struct {
 
 	pool *Pool // the pool it is active or idle in (set by pools.opened)
 
+	// loops: the transaction loops (by index bit) whose epoll set holds
+	// its socket (txnloop_linux.go).
+	loops uint8
+
 	// stmts: the protocol-level statements pgwrt prepared on it in
 	// transaction mode (prepared.go); nil until the first.
 	stmts *backendStmts
@@ -50,6 +54,9 @@ func (b *backend) expired(cfg *config.Config, now time.Time) bool {
 }
 
 func (b *backend) close() {
+	if closeNow(b.conn) {
+		return
+	}
 	if b.conn != nil {
 		b.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		b.conn.Write(wire.AppendTerminate(nil))

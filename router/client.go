@@ -170,12 +170,13 @@ func (s *session) kill(err error) {
 	s.mu.Lock()
 	s.killErr = err
 	onLoop := s.link != nil && s.link.stop != nil && s.link.stop(err)
+	conn := s.conn // takeConn may replace it (under mu)
 	s.mu.Unlock()
 	if onLoop {
 		return // the loop ends the link and the client hears err
 	}
 	s.writeError(err)
-	s.conn.Close()
+	conn.Close()
 	s.mu.Lock()
 	if s.be != nil {
 		s.be.conn.Close()
@@ -235,6 +236,11 @@ func (s *session) serve(cfg *config.Config) error {
 	}
 	if cfg.PoolModeFor(s.user) == poolTransaction {
 		return s.serveTransactions(cfg, lp, allowIdle, be)
+	}
+	if err := backendToNet(r, be); err != nil {
+		r.release(be, false)
+		s.setBackend(nil)
+		return err
 	}
 	l := newLink(s, be)
 	reusable := s.forward(l)

@@ -11,6 +11,10 @@ package router
 // Three engines: an io_uring loop and an epoll loop (Linux; many links on
 // one thread, loop_linux.go), and two copier goroutines per link
 // (everywhere, and the fallback where a loop cannot take a connection).
+// Transaction mode has its own: on Linux a client lives on an epoll
+// transaction loop from login to goodbye (txnloop_linux.go); elsewhere,
+// and with io_engine = "goroutines", its links take turns on its
+// goroutine (engine_turns.go).
 type engine interface {
 	// forward runs l to its end and reports whether its backend may
 	// serve again. handled is false, with nothing touched, when the

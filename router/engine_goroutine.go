@@ -239,27 +239,9 @@ func (c *clientCopier) passPrepared(b []byte) (int, error) {
 		}
 		l.inflight++
 		l.mu.Unlock()
-		stage := ps.be.stage[:0]
-		var act clientAction
-		var m int
-		for {
-			var k int
-			k, act, m = l.t.scanClient(b[start:])
-			stage = append(stage, b[start:start+k]...)
-			start += k
-			if act != cliRewrite {
-				break
-			}
-			stage = append(stage, ps.rew...)
-			ps.rew = ps.rew[:0]
-			start += m
-			if len(stage) >= len(l.cbuf) {
-				break // write what is staged, then go on
-			}
-		}
-		l.t.prepDrain()
+		stage, k, act, m := l.t.stageClient(b[start:], len(l.cbuf))
+		start += k
 		toClient := ps.toClient
-		ps.be.stage = stage
 		l.pm.Unlock()
 		var werr error
 		if len(toClient) > 0 {

@@ -30,21 +30,31 @@ type evloop struct {
 	gov      sliceGovernor // usable is set before the loop is handed out; the rest is the loop's
 }
 
-func newEvloop() (*evloop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+// newEpollWaker makes an epoll set with an eventfd in it that a poster
+// writes to wake the loop.
+func newEpollWaker() (epfd, efd int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
+		return -1, -1, os.NewSyscallError("epoll_create1", err)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
+		return -1, -1, os.NewSyscallError("eventfd", err)
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
 		unix.Close(epfd)
 		unix.Close(efd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
+		return -1, -1, os.NewSyscallError("epoll_ctl", err)
+	}
+	return epfd, efd, nil
+}
+
+func newEvloop() (*evloop, error) {
+	epfd, efd, err := newEpollWaker()
+	if err != nil {
+		return nil, err
 	}
 	l := &evloop{epfd: epfd, finished: make(chan struct{})}
 	l.efd = efd
@@ -119,13 +129,7 @@ func (l *evloop) run(ready chan<- struct{}) {
 			}
 		}
 		if wake {
-			var b [8]byte
-			unix.Read(l.efd, b[:])
-			posted = l.take(posted, false)
-			for i, f := range posted {
-				f()
-				posted[i] = nil
-			}
+			posted = l.runPosted(posted)
 		}
 	}
 	for _, f := range l.take(nil, true) {

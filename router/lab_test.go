@@ -48,6 +48,11 @@ func startRouter(t testing.TB, cfg *config.Config) *testRouter {
 // level (PGWRT_TEST_LOG=1: debug).
 func startRouterLog(t testing.TB, cfg *config.Config, wrap func(slog.Handler) slog.Handler, level slog.Level) *testRouter {
 	t.Helper()
+	if e := os.Getenv("PGWRT_TEST_ENGINE"); e != "" {
+		// make test runs the transaction-mode tests again on the
+		// goroutine engines (the turn engine and the copiers).
+		cfg.IOEngine = e
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -208,6 +208,19 @@ func (q *poster) post(f func()) bool {
 	return true
 }
 
+// runPosted, on the loop after its eventfd woke it, runs what was
+// posted; buf is the slice the last call returned.
+func (q *poster) runPosted(buf []func()) []func() {
+	var b [8]byte
+	unix.Read(q.efd, b[:])
+	posted := q.take(buf, false)
+	for i, f := range posted {
+		f()
+		posted[i] = nil
+	}
+	return posted
+}
+
 // take swaps out what was posted, giving buf (emptied) for the next
 // posts; with last, nothing more can be posted.
 func (q *poster) take(buf []func(), last bool) []func() {

@@ -75,6 +75,10 @@ type waiter struct {
 	allowIdle bool // may take an idle backend someone else logged in
 	size      int  // the pool's cap for this client (pool_size), 0 none
 	notify    func()
+	// owner (a transaction loop) and onLoop: a grant made by a release
+	// on that same loop calls onLoop there and then instead of notify.
+	owner  any
+	onLoop func()
 
 	// under pools.mu
 	pool       *Pool
@@ -112,6 +116,7 @@ type after struct {
 	touched []*Pool
 	close   []*backend
 	notify  []*waiter
+	owner   any // who is releasing: its own waiters are called by onLoop
 }
 
 func (p *pools) unlock(a *after) {
@@ -125,7 +130,11 @@ func (p *pools) unlock(a *after) {
 		b.close()
 	}
 	for _, w := range a.notify {
-		w.notify()
+		if a.owner != nil && w.owner == a.owner {
+			w.onLoop()
+		} else {
+			w.notify()
+		}
 	}
 }
 
@@ -381,9 +390,13 @@ func (p *pools) cancelReservation(key poolKey) {
 // max_pool allows caching: it then goes to the oldest client of its pool
 // waiting for its key, else idle (max_pool per key), else it is closed. A
 // place freed goes to the oldest waiter of any pool.
-func (p *pools) release(b *backend, reusable bool) {
+func (p *pools) release(b *backend, reusable bool) { p.releaseBy(b, reusable, nil) }
+
+// releaseBy is release by owner (a transaction loop, or nil): a waiter of
+// its own that the release grants is told by its onLoop, at once.
+func (p *pools) releaseBy(b *backend, reusable bool, owner any) {
 	cfg := p.cfg()
-	var a after
+	a := after{owner: owner}
 	p.mu.Lock()
 	defer p.unlock(&a)
 	pl := b.pool
@@ -494,12 +507,15 @@ func (r *Router) checkout(deadline func() context.Context, key poolKey, t *Topol
 
 // release takes back a backend a session is done with. reusable says it is
 // at a clean ReadyForQuery boundary, reset, and on the current primary.
-func (r *Router) release(b *backend, reusable bool) {
+func (r *Router) release(b *backend, reusable bool) { r.releaseBy(b, reusable, nil) }
+
+// releaseBy is release by owner (pools.releaseBy).
+func (r *Router) releaseBy(b *backend, reusable bool, owner any) {
 	cfg := r.config()
 	if reusable && !b.fitFor(r.Topology().PrimaryNode(), cfg, time.Now()) {
 		reusable = false
 	}
-	r.pools.release(b, reusable)
+	r.pools.releaseBy(b, reusable, owner)
 }
 
 // closeIdle closes idle backends matching drop (nil: all).

@@ -426,6 +426,34 @@ func (t *tracker) feedServer(chunk []byte) (ev serverEvent, err error) {
 // (prepared statements: ps.be.out) end on a message boundary.
 func (s *serverStream) outBoundary() bool { return s.remain == 0 || !s.keep }
 
+// stageClient scans b with prepared statements tracked (t.ps): what
+// passes and the rewrites the tracker asks for are staged in ps.be.stage,
+// until a stop other than a rewrite or, after a rewrite, limit staged
+// bytes; the answers pgwrt gives now are then in ps.toClient. It returns
+// the stage, how many bytes of b it used, and the stop (as scanClient).
+func (t *tracker) stageClient(b []byte, limit int) (stage []byte, n int, act clientAction, m int) {
+	ps := t.ps
+	stage = ps.be.stage[:0]
+	for {
+		var k int
+		k, act, m = t.scanClient(b[n:])
+		stage = append(stage, b[n:n+k]...)
+		n += k
+		if act != cliRewrite {
+			break
+		}
+		stage = append(stage, ps.rew...)
+		ps.rew = ps.rew[:0]
+		n += m
+		if len(stage) >= limit {
+			break // write what is staged, then go on
+		}
+	}
+	t.prepDrain()
+	ps.be.stage = stage
+	return stage, n, act, m
+}
+
 // prepDrain takes, on the client side, the answers pgwrt gives now for
 // the head of the FIFO (into ps.toClient): only where the bytes sent to
 // the client so far end on a message boundary; otherwise the server side

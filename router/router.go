@@ -44,7 +44,8 @@ type Router struct {
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{} // every accepted connection, until it ends
 
-	ev evloops // forwarding event loops (Linux)
+	ev evloops  // forwarding event loops (Linux)
+	tl txnLoops // transaction-mode loops (Linux)
 
 	stmts stmtRegistry // transaction mode: protocol-level statements (prepared.go)
 
@@ -192,5 +193,6 @@ func (r *Router) Close() {
 		r.wg.Wait()
 		r.closeIdle(nil)
 		r.ev.close()
+		r.tl.close()
 	})
 }

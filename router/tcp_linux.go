@@ -28,6 +28,9 @@ func setFreeBind(fd uintptr) error {
 // or has unexpected bytes waiting (a FATAL sent by a shutting-down backend).
 // It costs one non-blocking recv with MSG_PEEK.
 func peekDead(c net.Conn) bool {
+	if fc, ok := c.(*fdConn); ok {
+		return fc.peekDead()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

@@ -52,6 +52,11 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 			ps.close()
 		}
 	}()
+	if lp2 := r.txnLoop(); lp2 != nil {
+		if err, ok := s.serveOnLoop(lp2, lp, &ps); ok {
+			return err
+		}
+	}
 	for {
 		if len(carry) == 0 {
 			n, err := s.conn.Read(first[:])
@@ -73,50 +78,66 @@ func (s *session) serveTransactions(cfg *config.Config, lp loginParams, allowIdl
 			r.release(be, false)
 			continue
 		}
-		l := newLink(s, be)
-		l.txn = true
-		l.t.classify, l.t.window = true, len(l.cbuf)-5
-		if max := r.config().MaxPreparedStatements; max > 0 {
-			if ps == nil {
-				ps = newPrepLink(&r.stmts)
-			}
-			ps.begin(be, max)
-			l.t.ps = ps
-		} else {
-			l.t.namedPins = true
+		if ps == nil && r.config().MaxPreparedStatements > 0 {
+			ps = newPrepLink(&r.stmts)
 		}
+		l := s.newTxnLink(be, ps)
 		l.carry = carry
 		reusable := s.forwardTurns(l)
-		l.done()
-		s.setBackend(nil)
 		s.conn.SetReadDeadline(time.Time{})
-		if reusable && be.stmts != nil {
-			reusable = s.settleStatements(be, l.t.dealloc)
+		rest, more := s.afterLink(l, reusable, ps)
+		if !more {
+			return nil
 		}
-		if l.why == endDetached {
-			carry = append(carry[:0], l.leftover...)
-			r.release(be, reusable)
-			continue
-		}
-		if l.lost {
-			r.release(be, false)
-			rest, ok := s.recoverLost(l, ps)
-			if !ok {
-				return nil
-			}
-			carry = append(carry[:0], rest...)
-			continue
-		}
-		// A client that leaves where a detach would have happened (not
-		// pinned, status 'I') leaves nothing on the session: no reset, and
-		// the statements pgwrt prepared there stay for the next client.
-		if reusable && (l.t.pinned != 0 || l.t.status() != 'I') {
-			reusable = s.resetBackend(be, l.t.status())
-		}
-		r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
-		r.release(be, reusable)
-		return nil
+		carry = append(carry[:0], rest...)
 	}
+}
+
+// newTxnLink links the client to be for a transaction: the link detaches
+// at the safe point, its statements tracked with ps (nil: none).
+func (s *session) newTxnLink(be *backend, ps *prepLink) *link {
+	l := newLink(s, be)
+	l.txn = true
+	l.t.classify, l.t.window = true, len(l.cbuf)-5
+	if max := s.r.config().MaxPreparedStatements; max > 0 && ps != nil {
+		ps.begin(be, max)
+		l.t.ps = ps
+	} else {
+		l.t.namedPins = true
+	}
+	return l
+}
+
+// afterLink settles a transaction's link once its engine has stopped
+// (reusable: its word on the backend): the backend goes back to its pool
+// or is reset or closed, a lost transaction is told to the client. It
+// returns the client bytes that start the next transaction, and false
+// when the session ends.
+func (s *session) afterLink(l *link, reusable bool, ps *prepLink) (rest []byte, more bool) {
+	r := s.r
+	be := l.be
+	l.done()
+	s.setBackend(nil)
+	if reusable && be.stmts != nil {
+		reusable = s.settleStatements(be, l.t.dealloc)
+	}
+	if l.why == endDetached {
+		r.release(be, reusable)
+		return l.leftover, true
+	}
+	if l.lost {
+		r.release(be, false)
+		return s.recoverLost(l, ps)
+	}
+	// A client that leaves where a detach would have happened (not
+	// pinned, status 'I') leaves nothing on the session: no reset, and
+	// the statements pgwrt prepared there stay for the next client.
+	if reusable && (l.t.pinned != 0 || l.t.status() != 'I') {
+		reusable = s.resetBackend(be, l.t.status())
+	}
+	r.log.Debug("client left", "user", s.user, "database", s.db, "backend_reusable", reusable)
+	r.release(be, reusable)
+	return nil, false
 }
 
 // syncSession makes be look, to the client, like the backends before it:

@@ -687,10 +687,13 @@ func (e *benchEnv) runMode(ctx context.Context, mode string) (*benchReport, erro
 	}
 	rep.engine = loops
 	if mode == poolTransaction {
-		// Transaction-mode links do not run on the loops (yet); the
-		// loops start with the first session-mode link, so a run with
-		// none logs no loop engine.
-		rep.engine = "the client's goroutine, taking turns with the server (transaction-mode links do not run on the event loops)"
+		// Transaction-mode clients live on their own epoll loops
+		// (router/txnloop_linux.go), which log when they start; the
+		// session-mode loops start with the first session-mode link.
+		rep.engine = "the client's goroutine, taking turns with the server"
+		if strings.Contains(p.logTail(), "transaction-mode clients on epoll transaction loops") {
+			rep.engine = "epoll transaction loops (clients parked on the loop between transactions)"
+		}
 	}
 	logf("pgwrt forwarded with %s", rep.engine)
 	return rep, nil
