@@ -39,8 +39,16 @@
 //     backends are checked against the topology on the way out and on the
 //     way back.
 //   - transaction mode (txn.go): a link per transaction, detached at the
-//     safe point whose ReadyForQuery says 'I'; between transactions the
-//     session waits for its socket without reading.
+//     safe point whose ReadyForQuery says 'I'. On Linux the client lives
+//     on an epoll transaction loop (txnloop_linux.go) from login to
+//     goodbye: parked with only its socket registered, linked to an idle
+//     backend (or queued in its pool, woken by the release that frees
+//     one) from the first bytes of a transaction to its safe point. Its
+//     sockets are fdConns (fdconn_linux.go), outside Go's netpoller, so
+//     its goroutine, waiting meanwhile, can still dial, hold, set
+//     parameters, reset and answer a lost transaction when the loop hands
+//     it back. Elsewhere the session waits for its socket without reading
+//     and links take turns on its goroutine (engine_turns.go).
 //   - prepared statements (prepared.go, transaction mode): clients' named
 //     Parse/Bind/Describe/Close are rewritten to pgwrt's own statement
 //     names, prepared on each backend as needed (an LRU per backend), with
