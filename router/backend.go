@@ -25,6 +25,11 @@ type backend struct {
 	secret   uint32
 	params   map[string]string // ParameterStatus values as the backend last reported them
 	reported paramSet          // the same, in the order reported (transaction mode compares it)
+	fit      struct {          // paramsFit's memo: the client parameters last found to fit
+		ok  bool
+		rep uint64 // reported.ver then
+		key string // the client's paramsKey
+	}
 	created  time.Time
 	lastUsed time.Time
 
@@ -45,7 +50,7 @@ type backend struct {
 // fitFor reports whether b may serve a session on prim now: it is
 // connected to that node and not past server_lifetime.
 func (b *backend) fitFor(prim *NodeState, cfg *config.Config, now time.Time) bool {
-	return prim != nil && b.node == prim.Name && b.addr == prim.Addr() && !b.expired(cfg, now)
+	return prim != nil && b.node == prim.Name && prim.hasAddr(b.addr) && !b.expired(cfg, now)
 }
 
 // expired: older than server_lifetime.

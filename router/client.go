@@ -46,6 +46,11 @@ type session struct {
 	// startup or was first given, re-applied on each backend it lands
 	// on; seen is every value it has been sent as ParameterStatus.
 	want, seen paramSet
+	fitKey     struct { // paramsKey's cache
+		ok         bool
+		want, seen uint64 // the sets' versions it was built from
+		key        string
+	}
 
 	wmu        sync.Mutex // serialises writes to conn
 	atBoundary bool       // the bytes written to conn end on a message boundary

@@ -2,6 +2,7 @@ package router
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"pgwrt/router/wire"
 )
@@ -63,7 +64,16 @@ type param struct{ name, value string }
 // Names are compared ignoring ASCII case; a name keeps the spelling it was
 // last set with. Like a slice, a copy shares entries with the original: use
 // clone before changing one that is shared.
-type paramSet struct{ list []param }
+//
+// ver names the content: every change takes a new number from paramVers,
+// and a clone keeps it, so two sets with one ver hold the same entries
+// (the zero set, ver 0, holds none). paramsFit relies on it.
+type paramSet struct {
+	list []param
+	ver  uint64
+}
+
+var paramVers atomic.Uint64
 
 func (s *paramSet) index(name string) int {
 	for i := range s.list {
@@ -82,6 +92,7 @@ func (s *paramSet) get(name string) (string, bool) {
 }
 
 func (s *paramSet) set(name, value string) {
+	s.ver = paramVers.Add(1)
 	if i := s.index(name); i >= 0 {
 		s.list[i] = param{name, value}
 		return
@@ -90,7 +101,7 @@ func (s *paramSet) set(name, value string) {
 }
 
 func (s paramSet) clone() paramSet {
-	return paramSet{list: append([]param(nil), s.list...)}
+	return paramSet{list: append([]param(nil), s.list...), ver: s.ver}
 }
 
 // setStatus records a ParameterStatus message body (name, value, both
@@ -271,6 +282,42 @@ func paramStatusDiff(clientSeen, backend paramSet) []byte {
 		out = wire.AppendParameterStatus(out, p.name, p.value)
 	}
 	return out
+}
+
+// paramsFit reports whether be already looks to the client as its
+// backends before did: applyParams and paramStatusDiff would both be nil.
+// The answer is remembered on the backend against the client's sets as
+// content (paramsKey) and the backend's set as a version, so a transaction
+// whose client has the same parameters as the backend's last one (as a
+// pool's clients mostly have) compares one string.
+func (s *session) paramsFit(be *backend) bool {
+	k := s.paramsKey()
+	if be.fit.ok && be.fit.rep == be.reported.ver && be.fit.key == k {
+		return true
+	}
+	if applyParams(s.want, be.reported) != nil || paramStatusDiff(s.seen, be.reported) != nil {
+		return false
+	}
+	be.fit.ok, be.fit.rep, be.fit.key = true, be.reported.ver, k
+	return true
+}
+
+// paramsKey is the content of the client's want and seen sets as one
+// string, rebuilt when either changes.
+func (s *session) paramsKey() string {
+	f := &s.fitKey
+	if f.ok && f.want == s.want.ver && f.seen == s.seen.ver {
+		return f.key
+	}
+	var b []byte
+	for _, set := range [2]*paramSet{&s.want, &s.seen} {
+		for _, p := range set.list {
+			b = append(append(append(append(b, p.name...), 0), p.value...), 0)
+		}
+		b = append(b, 1)
+	}
+	f.ok, f.want, f.seen, f.key = true, s.want.ver, s.seen.ver, string(b)
+	return f.key
 }
 
 // appendLiteral appends s as an SQL string literal that PostgreSQL reads as

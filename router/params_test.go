@@ -266,3 +266,79 @@ func TestParamStatusDiff(t *testing.T) {
 		}
 	}
 }
+
+// paramsFit remembers a fit per backend: clients with the same parameters
+// share it, and any change on either side asks again.
+func TestParamsFitMemo(t *testing.T) {
+	be := &backend{reported: params("client_encoding", "UTF8", "DateStyle", "ISO, MDY", "server_version", "15.18")}
+	a := &session{want: params("client_encoding", "UTF8", "DateStyle", "ISO, MDY"), seen: be.reported.clone()}
+	b := &session{want: params("client_encoding", "UTF8", "DateStyle", "ISO, MDY"), seen: be.reported.clone()}
+	if !a.paramsFit(be) || !be.fit.ok {
+		t.Fatal("a client whose parameters the backend has does not fit")
+	}
+	if !b.paramsFit(be) {
+		t.Fatal("a second client with the same parameters does not fit")
+	}
+	b.want.set("DateStyle", "ISO, DMY")
+	if b.paramsFit(be) {
+		t.Fatal("after a change of its own the client still fits")
+	}
+	if !a.paramsFit(be) {
+		t.Fatal("the first client no longer fits")
+	}
+	be.reported.set("TimeZone", "UTC")
+	if a.paramsFit(be) {
+		t.Fatal("a backend that reports a value the client has not seen still fits")
+	}
+	a.seen.set("TimeZone", "UTC")
+	if !a.paramsFit(be) {
+		t.Fatal("the client does not fit once it has seen the value")
+	}
+	be2 := &backend{reported: be.reported.clone()}
+	be2.reported.set("server_version", "16.4")
+	if a.paramsFit(be2) {
+		t.Fatal("a backend of another server version fits")
+	}
+}
+
+func TestNodeHasAddr(t *testing.T) {
+	for _, n := range []NodeState{{Host: "127.0.0.1", Port: 5432}, {Host: "::1", Port: 6543}, {Host: "db.example", Port: 1}} {
+		if !n.hasAddr(n.Addr()) {
+			t.Errorf("%s:%d: hasAddr(Addr()) is false", n.Host, n.Port)
+		}
+		if n.hasAddr(n.Addr() + "0") {
+			t.Errorf("%s:%d: hasAddr of another port is true", n.Host, n.Port)
+		}
+	}
+}
+
+// The check each transaction makes before it uses a backend, with the
+// parameters a PostgreSQL 15 server reports: compared entry by entry, and
+// through paramsFit's memo.
+func BenchmarkParamsFit(b *testing.B) {
+	rep := params("application_name", "pgbench", "client_encoding", "UTF8", "DateStyle", "ISO, MDY",
+		"default_transaction_read_only", "off", "in_hot_standby", "off", "integer_datetimes", "on",
+		"IntervalStyle", "postgres", "is_superuser", "on", "server_encoding", "UTF8", "server_version", "15.18",
+		"session_authorization", "postgres", "standard_conforming_strings", "on", "TimeZone", "Etc/UTC")
+	be := &backend{reported: rep}
+	s := &session{seen: rep.clone()}
+	for _, p := range rep.list {
+		if isTracked(p.name) {
+			s.want.set(p.name, p.value)
+		}
+	}
+	b.Run("compare", func(b *testing.B) {
+		for b.Loop() {
+			if applyParams(s.want, be.reported) != nil || paramStatusDiff(s.seen, be.reported) != nil {
+				b.Fatal("no fit")
+			}
+		}
+	})
+	b.Run("memo", func(b *testing.B) {
+		for b.Loop() {
+			if !s.paramsFit(be) {
+				b.Fatal("no fit")
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,20 @@ func evidenceGrace(timeout, period time.Duration) time.Duration { return timeout
 
 // Addr is host:port.
 func (n *NodeState) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
+
+// hasAddr reports whether addr is n.Addr(), without building a string
+// (every checkout asks).
+func (n *NodeState) hasAddr(addr string) bool {
+	var a [64]byte
+	b := a[:0]
+	if strings.IndexByte(n.Host, ':') >= 0 {
+		b = append(append(append(b, '['), n.Host...), ']')
+	} else {
+		b = append(b, n.Host...)
+	}
+	b = strconv.AppendInt(append(b, ':'), int64(n.Port), 10)
+	return string(b) == addr
+}
 
 // Topology is an immutable snapshot of the cluster as pgwrt sees it. Routing
 // reads it lock-free through an atomic pointer; a new snapshot replaces it

@@ -145,6 +145,9 @@ func (s *session) afterLink(l *link, reusable bool, ps *prepLink) (rest []byte, 
 // client is sent ParameterStatus for what it reports differently (another
 // server_version after a failover to an upgraded node, say).
 func (s *session) syncSession(be *backend) error {
+	if s.paramsFit(be) {
+		return nil
+	}
 	if q := applyParams(s.want, be.reported); q != nil {
 		_, st, err := be.exec(string(q), s.r.config().ServerConnectTimeout.D())
 		if err != nil {

@@ -556,7 +556,7 @@ func (c *tclient) attach(be *backend) {
 		}
 		be.conn = fc
 	}
-	if applyParams(s.want, be.reported) != nil || paramStatusDiff(s.seen, be.reported) != nil {
+	if !s.paramsFit(be) {
 		c.handback(handback{kind: hbNeed, carry: c.carry, be: be})
 		return
 	}
