@@ -39,9 +39,11 @@ import (
 // in prepLink.rew, prepLink.toClient and backendStmts.out. Both sides run
 // under link.pm.
 //
-// Limits: a named Parse longer than the link's buffer (window) cannot be
-// held whole; it passes under the client's own name and pins the client to
-// its backend, as does every named Parse when max_prepared_statements is 0.
+// Limits: a named Parse longer than the link's buffer (window) is gathered
+// whole in a buffer of its own while it arrives (tracker.heldParse), up to
+// maxHeldParse; a longer one passes under the client's own name and pins
+// the client to its backend, as does every named Parse when
+// max_prepared_statements is 0.
 
 // stmt is one distinct statement.
 type stmt struct {

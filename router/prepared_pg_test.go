@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"pgwrt/config"
 	"pgwrt/router/wire"
 )
 
@@ -283,5 +284,46 @@ func TestTransactionPreparedOff(t *testing.T) {
 	}
 	if tr.metrics.pinned.Get() != 1 {
 		t.Fatalf("pinned %d", tr.metrics.pinned.Get())
+	}
+}
+
+// TestTransactionPreparedLongParse: pgx's named statements whose text is
+// longer than the link's buffer (20 KB against buffer_size 8 KiB) are
+// gathered whole and rewritten like short ones, so their clients are not
+// pinned: two clients share a pool of one backend, each running its own
+// long statement and a shared one, and neither waits for the other.
+func TestTransactionPreparedLongParse(t *testing.T) {
+	c := shared(t)
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.MaxBackendConnections = 4
+	cfg.PoolSize = 1
+	cfg.MaxPool = 1
+	cfg.ClientWaitTimeout = config.Duration(3 * time.Second)
+	tr := startRouter(t, cfg)
+	ctx := context.Background()
+	pinned0 := tr.metrics.pinned.Get()
+	long := func(tag string) string {
+		return "SELECT $1::int + 1, pg_backend_pid() /* " + tag + " " + strings.Repeat("x", 20000) + " */"
+	}
+	a := txnConnect(t, tr, pgx.QueryExecModeCacheStatement)
+	b := txnConnect(t, tr, pgx.QueryExecModeCacheStatement)
+	pids := map[int]bool{}
+	for i := 0; i < 5; i++ {
+		for j, conn := range []*pgx.Conn{a, b} {
+			for _, q := range []string{long(fmt.Sprint("client ", j)), long("shared")} {
+				var got, pid int
+				if err := conn.QueryRow(ctx, q, i).Scan(&got, &pid); err != nil || got != i+1 {
+					t.Fatalf("client %d, round %d: %d, %v", j, i, got, err)
+				}
+				pids[pid] = true
+			}
+		}
+	}
+	if len(pids) != 1 {
+		t.Errorf("a pool of one backend served from %d backends", len(pids))
+	}
+	if n := tr.metrics.pinned.Get() - pinned0; n != 0 {
+		t.Errorf("%d clients pinned by long named statements", n)
 	}
 }

@@ -222,11 +222,13 @@ func TestPreparedUnknownAndPassthrough(t *testing.T) {
 	s, _ = a.client(in)
 	expect(t, "unnamed", s, in)
 	a.server(cat(parseComplete, bindComplete, noData, cmdComplete, closeComplete, rfq), 1<<20)
-	long := parse("big", "SELECT '"+strings.Repeat("x", 2000)+"'")
+	// Longer than the window is held whole (TestPreparedLongParseHeld);
+	// longer than maxHeldParse passes under the client's name and pins.
+	long := parse("big", "SELECT '"+strings.Repeat("x", maxHeldParse)+"'")
 	s, _ = a.client(long[:100])
-	expect(t, "long Parse passes as it comes", s, long[:100])
+	expect(t, "a Parse too long to hold passes as it comes", s, long[:100])
 	if a.t.pinned&effNamedParse == 0 || !a.ps.raw {
-		t.Fatal("a long named Parse does not pin")
+		t.Fatal("a named Parse too long to hold does not pin")
 	}
 	if !a.ps.be.settled() == true && a.ps.be.fn != 1 {
 		t.Fatal("no FIFO entry for the long Parse")
@@ -287,4 +289,68 @@ func BenchmarkPreparedBind(b *testing.B) {
 		}
 		a.t.feedServer(resp)
 	}
+}
+
+// A named Parse longer than the window arrives in pieces: it is gathered
+// whole and goes out under pgwrt's name, the client stream not at a
+// boundary meanwhile; a second client's Parse of the same text costs the
+// server nothing. Unnamed long ones pass as they come.
+func TestPreparedLongParseHeld(t *testing.T) {
+	sql := "SELECT 1 -- " + strings.Repeat("y", 3000) // window 1000
+	for _, piece := range []int{1, 7, 999, 1 << 20} {
+		t.Run(fmt.Sprint("piece", piece), func(t *testing.T) {
+			reg := &stmtRegistry{}
+			be := &backend{}
+			a := newPrepRig(reg, be, 10)
+			in := cat(parse("long", sql), bind("long"), execute(), syncMsg())
+			s := a.pieces(in, piece, func(read int) {
+				if read >= 6 && read < len(parse("long", sql)) && a.t.client.atBoundary() {
+					t.Fatalf("at a boundary with %d of the Parse's bytes read", read)
+				}
+			})
+			expect(t, "server gets", s, cat(parse("pgwrt_1", sql), bind("pgwrt_1"), execute(), syncMsg()))
+			if a.t.pinned != 0 || a.ps.raw {
+				t.Errorf("pinned %v, raw %v", a.t.pinned, a.ps.raw)
+			}
+			resp := cat(parseComplete, bindComplete, cmdComplete, rfq)
+			expect(t, "client gets", a.server(resp, 5), resp)
+
+			b := newPrepRig(reg, be, 10)
+			s, c := b.client(cat(parse("mine", sql), bind("mine"), execute(), syncMsg()))
+			expect(t, "second client: server gets", s, cat(bind("pgwrt_1"), execute(), syncMsg()))
+			expect(t, "second client now", c, parseComplete)
+
+			u := newPrepRig(reg, be, 10)
+			unnamed := cat(parse("", sql), bind(""), execute(), syncMsg())
+			expect(t, "unnamed: server gets", u.pieces(unnamed, piece, nil), unnamed)
+		})
+	}
+}
+
+// pieces feeds in as it arrives, piece bytes at a time, bringing back what
+// the tracker left unscanned as an engine does; after each piece it calls
+// after (if any) with the bytes arrived so far. It returns what the
+// server gets.
+func (r *prepRig) pieces(in []byte, piece int, after func(read int)) []byte {
+	var toServer, pending []byte
+	for i := 0; i < len(in); i += piece {
+		pending = append(pending, in[i:min(i+piece, len(in))]...)
+		start := 0
+		for {
+			k, act, m := r.t.scanClient(pending[start:])
+			toServer = append(toServer, pending[start:start+k]...)
+			start += k
+			if act != cliRewrite {
+				break
+			}
+			toServer = append(toServer, r.ps.rew...)
+			r.ps.rew = r.ps.rew[:0]
+			start += m
+		}
+		pending = append(pending[:0], pending[start:]...)
+		if after != nil {
+			after(min(i+piece, len(in)))
+		}
+	}
+	return toServer
 }

@@ -135,9 +135,19 @@ type clientStream struct {
 	// flushed: a Flush went by, after which the server answers without
 	// a ReadyForQuery (turn).
 	flushed bool
+	// held (prepared statements): a named Parse longer than the window,
+	// gathered here while it arrives (heldLen bytes in all) so that it
+	// can be rewritten whole; the bytes gathered left the stream.
+	held    []byte
+	heldLen int
 }
 
-func (c *clientStream) atBoundary() bool { return c.remain == 0 }
+func (c *clientStream) atBoundary() bool { return c.remain == 0 && c.held == nil }
+
+// maxHeldParse is the longest named Parse (in bytes) that is gathered
+// whole when it does not fit the link's buffer; a longer one passes under
+// the client's own name and pins the client (prepared.go).
+const maxHeldParse = 1 << 20
 
 // scanClient follows b, client bytes not yet scanned, and says how many of
 // them may pass to the server now (n) and why it stopped. A message header
@@ -152,6 +162,16 @@ func (c *clientStream) atBoundary() bool { return c.remain == 0 }
 func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 	c := &t.client
 	for n < len(b) {
+		if c.held != nil {
+			take := min(c.heldLen-len(c.held), len(b)-n)
+			c.held = append(c.held, b[n:n+take]...)
+			if len(c.held) == c.heldLen {
+				msg := c.held
+				c.held = nil
+				t.heldParse(msg)
+			}
+			return n, cliRewrite, take
+		}
 		if c.remain > 0 {
 			take := min(c.remain, len(b)-n)
 			n += take
@@ -167,6 +187,15 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 			return n, cliMalformed, 0
 		}
 		c.typ = typ
+		if t.ps != nil && typ == 'P' && len(b)-n < 1+l && l-4 > t.window && l-4 <= maxHeldParse {
+			if len(b)-n < 6 {
+				return n, cliMore, 0
+			}
+			if b[n+5] != 0 { // named: gathered, then rewritten whole
+				c.held, c.heldLen = make([]byte, 0, 1+l), 1+l
+				continue
+			}
+		}
 		if t.classify && t.pinned == 0 && (typ == 'Q' || typ == 'P') {
 			whole := len(b)-n >= 1+l
 			if !whole && l-4 <= t.window {
@@ -230,6 +259,20 @@ func (t *tracker) scanClient(b []byte) (n int, act clientAction, m int) {
 		c.remain = l - 4
 	}
 	return n, cliMore, 0
+}
+
+// heldParse rewrites a named Parse gathered whole (msg, header
+// included): it goes out as ps.rew, as prepClient says.
+func (t *tracker) heldParse(msg []byte) {
+	if t.classify && t.pinned == 0 {
+		t.inspect('P', msg[5:])
+	}
+	_, skip, rest := t.prepClient('P', msg, len(msg)-1)
+	t.countExtended()
+	if skip == 0 {
+		skip, rest = 0, len(msg)
+	}
+	t.ps.rew = append(t.ps.rew, msg[skip:skip+rest]...)
 }
 
 // countExtended counts an extended-protocol message: a batch owes one
@@ -434,6 +477,9 @@ func (s *serverStream) outBoundary() bool { return s.remain == 0 || !s.keep }
 func (t *tracker) stageClient(b []byte, limit int) (stage []byte, n int, act clientAction, m int) {
 	ps := t.ps
 	stage = ps.be.stage[:0]
+	if cap(stage) > bigStage {
+		stage = nil // a held Parse's: the engine has written it
+	}
 	for {
 		var k int
 		k, act, m = t.scanClient(b[n:])
@@ -444,6 +490,9 @@ func (t *tracker) stageClient(b []byte, limit int) (stage []byte, n int, act cli
 		}
 		stage = append(stage, ps.rew...)
 		ps.rew = ps.rew[:0]
+		if cap(ps.rew) > bigStage {
+			ps.rew = nil
+		}
 		n += m
 		if len(stage) >= limit {
 			break // write what is staged, then go on
@@ -453,6 +502,10 @@ func (t *tracker) stageClient(b []byte, limit int) (stage []byte, n int, act cli
 	ps.be.stage = stage
 	return stage, n, act, m
 }
+
+// bigStage: staging buffers that grew past this for a held Parse are
+// dropped once used, so a link keeps no more than a few KB of them.
+const bigStage = 64 << 10
 
 // prepDrain takes, on the client side, the answers pgwrt gives now for
 // the head of the FIFO (into ps.toClient): only where the bytes sent to
