@@ -17,6 +17,15 @@ import (
 )
 
 // labConfig is a config for a router in front of c.
+// txnConfig is labConfig in transaction mode with pools of size
+// backends (max_pool too) and at most maxBackends open.
+func txnConfig(c *pglab.Cluster, size, maxBackends int) *config.Config {
+	cfg := labConfig(c)
+	cfg.PoolMode = poolTransaction
+	cfg.PoolSize, cfg.MaxPool, cfg.MaxBackendConnections = size, size, maxBackends
+	return cfg
+}
+
 func labConfig(c *pglab.Cluster) *config.Config {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"

@@ -81,12 +81,8 @@ func BenchmarkMemoryPerSession(b *testing.B) {
 // used.
 func BenchmarkMemoryIdleTransactionClients(b *testing.B) {
 	c := shared(b)
-	cfg := labConfig(c)
-	cfg.PoolMode = poolTransaction
+	cfg := txnConfig(c, 20, 20)
 	cfg.MaxClients = 1100
-	cfg.MaxBackendConnections = 20
-	cfg.PoolSize = 20
-	cfg.MaxPool = 20
 	tr := startRouter(b, cfg)
 	for i := 0; i < 2; i++ {
 		rawLogin(b, tr.addr).Close()

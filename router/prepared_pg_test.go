@@ -25,11 +25,7 @@ import (
 // statements follow them.
 func TestTransactionPreparedPgx(t *testing.T) {
 	c := shared(t)
-	cfg := labConfig(c)
-	cfg.PoolMode = poolTransaction
-	cfg.MaxBackendConnections = 10
-	cfg.PoolSize = 3
-	cfg.MaxPool = 3
+	cfg := txnConfig(c, 3, 10)
 	tr := startRouter(t, cfg)
 	ctx := context.Background()
 	admin := txnConnect(t, tr, pgx.QueryExecModeSimpleProtocol)
@@ -294,11 +290,7 @@ func TestTransactionPreparedOff(t *testing.T) {
 // long statement and a shared one, and neither waits for the other.
 func TestTransactionPreparedLongParse(t *testing.T) {
 	c := shared(t)
-	cfg := labConfig(c)
-	cfg.PoolMode = poolTransaction
-	cfg.MaxBackendConnections = 4
-	cfg.PoolSize = 1
-	cfg.MaxPool = 1
+	cfg := txnConfig(c, 1, 4)
 	cfg.ClientWaitTimeout = config.Duration(3 * time.Second)
 	tr := startRouter(t, cfg)
 	ctx := context.Background()

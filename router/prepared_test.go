@@ -58,18 +58,7 @@ func newPrepRig(reg *stmtRegistry, be *backend, max int) *prepRig {
 // client scans in as the goroutine engine does; it returns what the server
 // gets and what pgwrt answers the client at once.
 func (r *prepRig) client(in []byte) (toServer, toClient []byte) {
-	start := 0
-	for {
-		k, act, m := r.t.scanClient(in[start:])
-		toServer = append(toServer, in[start:start+k]...)
-		start += k
-		if act != cliRewrite {
-			break
-		}
-		toServer = append(toServer, r.ps.rew...)
-		r.ps.rew = r.ps.rew[:0]
-		start += m
-	}
+	toServer, _ = r.scan(in)
 	r.t.prepDrain()
 	toClient = append(toClient, r.ps.toClient...)
 	r.ps.toClient = r.ps.toClient[:0]
@@ -335,22 +324,29 @@ func (r *prepRig) pieces(in []byte, piece int, after func(read int)) []byte {
 	var toServer, pending []byte
 	for i := 0; i < len(in); i += piece {
 		pending = append(pending, in[i:min(i+piece, len(in))]...)
-		start := 0
-		for {
-			k, act, m := r.t.scanClient(pending[start:])
-			toServer = append(toServer, pending[start:start+k]...)
-			start += k
-			if act != cliRewrite {
-				break
-			}
-			toServer = append(toServer, r.ps.rew...)
-			r.ps.rew = r.ps.rew[:0]
-			start += m
-		}
-		pending = append(pending[:0], pending[start:]...)
+		out, used := r.scan(pending)
+		toServer = append(toServer, out...)
+		pending = append(pending[:0], pending[used:]...)
 		if after != nil {
 			after(min(i+piece, len(in)))
 		}
 	}
 	return toServer
+}
+
+// scan runs the tracker over in as the goroutine engine does: what the
+// server gets, and how many bytes of in were used (the rest waits for
+// more).
+func (r *prepRig) scan(in []byte) (toServer []byte, used int) {
+	for {
+		k, act, m := r.t.scanClient(in[used:])
+		toServer = append(toServer, in[used:used+k]...)
+		used += k
+		if act != cliRewrite {
+			return toServer, used
+		}
+		toServer = append(toServer, r.ps.rew...)
+		r.ps.rew = r.ps.rew[:0]
+		used += m
+	}
 }

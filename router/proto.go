@@ -269,8 +269,8 @@ func (t *tracker) heldParse(msg []byte) {
 	}
 	_, skip, rest := t.prepClient('P', msg, len(msg)-1)
 	t.countExtended()
-	if skip == 0 {
-		skip, rest = 0, len(msg)
+	if skip == 0 { // passes unchanged
+		rest = len(msg)
 	}
 	t.ps.rew = append(t.ps.rew, msg[skip:skip+rest]...)
 }
